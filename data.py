@@ -1,0 +1,178 @@
+"""Images for the tasks: reading user files safely, and the built-in data that needs no download.
+
+Built-in style-transfer data (no download):
+  content  colour photos that ship with scikit-image (coffee, rocket, motorcycle for training;
+           astronaut and chelsea the cat held out for evaluation), sampled as random crops;
+  style    `swirls`, a bold procedurally generated painting-like image (`make_style_image`).
+Real data: `--content-dir` (any folder of images, e.g. MS-COCO train2014) and `--style-image`.
+All images come back as float tensors (3, H, W) in [0, 1].
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+MIN_SIZE = 16  # smaller images are refused: nothing useful can be cropped from them
+BUILTIN_TRAIN = ("coffee", "rocket", "stereo_motorcycle")
+BUILTIN_TEST = ("astronaut", "chelsea")
+
+
+class DataError(ValueError):
+    """Bad user data; the message is one line that names the file or folder."""
+
+
+def to_rgb_array(image: Image.Image, name: str) -> np.ndarray:
+    """Any PIL image -> (H, W, 3) float32 in [0, 1]. Grey is repeated to three channels, an alpha
+    channel is composited over white, 16-bit and float images are scaled by their bit depth."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(image, dtype=np.float64)
+        a = a / (65535.0 if a.max() > 255 else 255.0)
+        a = np.repeat(a[..., None], 3, axis=2)
+    elif image.mode == "F":
+        a = np.clip(np.asarray(image, dtype=np.float64), 0, 1)
+        a = np.repeat(a[..., None], 3, axis=2)
+    else:
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, rgba)
+        a = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+    if min(a.shape[:2]) < MIN_SIZE:
+        raise DataError(f"{name}: image is {a.shape[1]}x{a.shape[0]}, smaller than {MIN_SIZE}x{MIN_SIZE}")
+    return a.astype(np.float32)
+
+
+def load_image(path: str) -> torch.Tensor:
+    """Read an image file -> (3, H, W) in [0, 1], with a one-line DataError when it cannot be used."""
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                im.load()
+                array = to_rgb_array(im, path)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DataError(f"{path}: cannot read as an image ({type(e).__name__})") from None
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def list_images(folder: str) -> list[str]:
+    """Sorted image files directly in `folder` (or below it), with a DataError if there are none."""
+    if not os.path.isdir(folder):
+        raise DataError(f"{folder}: no such folder")
+    files = sorted(os.path.join(root, f) for root, _, names in os.walk(folder) for f in names
+                   if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+    return files
+
+
+def resize_short_side(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(3, H, W) -> (3, H', W') with min(H', W') = size, antialiased."""
+    h, w = image.shape[1:]
+    scale = size / min(h, w)
+    new = (max(size, round(h * scale)), max(size, round(w * scale)))
+    return F.interpolate(image[None], size=new, mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+def center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
+    image = resize_short_side(image, size)
+    h, w = image.shape[1:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[:, top:top + size, left:left + size]
+
+
+def builtin_photo(name: str) -> torch.Tensor:
+    """One of scikit-image's bundled colour photos -> (3, H, W) in [0, 1]."""
+    import skimage.data
+
+    array = getattr(skimage.data, name)()
+    if isinstance(array, tuple):  # stereo_motorcycle returns (left, right, disparity)
+        array = array[0]
+    return torch.from_numpy(array[..., :3].astype(np.float32) / 255).permute(2, 0, 1).contiguous()
+
+
+class ContentImages:
+    """Content images for style transfer: random crops for training, centre crops for evaluation.
+
+    With `folder=None` the built-in scikit-image photos are used. A user folder is split
+    deterministically: every 10th file (sorted by name) is held out for evaluation.
+    """
+
+    def __init__(self, folder: str | None, split: str, size: int, work_size: int | None = None) -> None:
+        self.size = size
+        self.work_size = work_size or 2 * size  # photos are shrunk to this short side first
+        if folder is None:
+            names = BUILTIN_TRAIN if split == "train" else BUILTIN_TEST
+            self.sources: list = list(names)
+            self.cache = {n: resize_short_side(builtin_photo(n), self.work_size) for n in names}
+        else:
+            files = list_images(folder)
+            held_out = files[::10]
+            chosen = held_out if split == "test" else [f for f in files if f not in held_out] or files
+            self.sources, self.cache = chosen, {}
+            self.load(chosen[0])  # fail early on an unreadable first file
+
+    def load(self, source: str) -> torch.Tensor:
+        if source not in self.cache:
+            image = resize_short_side(load_image(source), self.work_size)
+            if len(self.cache) < 512:  # keep a bounded number of decoded images in memory
+                self.cache[source] = image
+            return image
+        return self.cache[source]
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n random crops (random image, scale 0.5-1 of the short side, position, flip): (n, 3, S, S)."""
+        crops = []
+        for _ in range(n):
+            i = int(torch.randint(len(self.sources), (1,), generator=generator))
+            image = self.load(self.sources[i])
+            h, w = image.shape[1:]
+            side = int(min(h, w) * (0.5 + 0.5 * torch.rand(1, generator=generator).item()))
+            top = int(torch.randint(h - side + 1, (1,), generator=generator))
+            left = int(torch.randint(w - side + 1, (1,), generator=generator))
+            crop = image[:, top:top + side, left:left + side]
+            if torch.rand(1, generator=generator).item() < 0.5:
+                crop = crop.flip(2)
+            crops.append(F.interpolate(crop[None], size=(self.size, self.size), mode="bilinear",
+                                       antialias=True, align_corners=False)[0])
+        return torch.stack(crops).clamp(0, 1)  # (n, 3, S, S)
+
+    def fixed(self, n: int) -> torch.Tensor:
+        """The first n sources as centre crops, for evaluation grids: (n, 3, S, S)."""
+        return torch.stack([center_crop(self.load(s), self.size) for s in self.sources[:n]]).clamp(0, 1)
+
+
+def make_style_image(size: int = 256) -> torch.Tensor:
+    """`swirls`: a generated painting-like style image with bold colours and brush-stroke texture.
+
+    Long curved strokes (a sine pattern along a swirling flow field) coloured from a
+    night-sky palette of deep blue, turquoise, yellow and orange. Returns (3, size, size) in [0, 1].
+    """
+    y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
+    swirl = np.arctan2(y - 0.2, x + 0.3) * 3 + 6 * np.hypot(x + 0.3, y - 0.2)
+    swirl += 1.5 * np.sin(3 * x + 2 * y) + np.arctan2(y + 0.5, x - 0.6) * 2
+    strokes = np.sin(14 * swirl) * 0.5 + 0.5                       # fine stroke texture
+    bands = np.sin(swirl + 2 * np.cos(4 * y)) * 0.5 + 0.5          # large colour regions
+    palette = np.array([[0.05, 0.10, 0.35], [0.10, 0.45, 0.75], [0.35, 0.75, 0.80],
+                        [0.98, 0.85, 0.25], [0.95, 0.50, 0.10]])
+    t = np.clip(0.75 * bands + 0.25 * strokes, 0, 1) * (len(palette) - 1)
+    lo = np.floor(t).astype(int).clip(0, len(palette) - 2)
+    frac = (t - lo)[..., None]
+    image = palette[lo] * (1 - frac) + palette[lo + 1] * frac
+    image *= (0.75 + 0.25 * strokes)[..., None]                    # darker gaps between strokes
+    return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1).contiguous()
+
+
+def load_style_image(path: str | None, size: int) -> torch.Tensor:
+    """The user's style image (or the built-in `swirls`), resized and centre-cropped: (3, S, S)."""
+    if path is None:
+        return make_style_image(size)
+    return center_crop(load_image(path), size).clamp(0, 1)

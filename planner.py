@@ -1,0 +1,103 @@
+"""Planner pi_psi(p | s): the stochastic half of the meta policy (README equations E1, E2).
+
+The planner maps a state s_t to a diagonal Gaussian over a low-dimensional *plan* p_t and
+returns its intermediate features, which the actor uses as skip connections (U-Net style).
+A plan is either a vector (B, P) or a one-channel map (B, 1, h, w); everything below works
+for both because log-densities are summed over every non-batch dimension.
+
+Code name -> paper symbol:  Planner -> pi_psi,  PlanDistribution.mean -> m_psi(s),
+PlanDistribution.stddev -> sigma_psi(s),  plan -> p_t.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Normal
+
+LOG_VAR_MIN, LOG_VAR_MAX = -10.0, 2.0  # E2's box (lmin, lmax) in the authors' code
+
+
+def squash_log_variance(u: torch.Tensor, lmin: float = LOG_VAR_MIN,
+                        lmax: float = LOG_VAR_MAX) -> torch.Tensor:
+    # E2: log sigma^2 = lmin + (lmax - lmin) * (tanh(u) + 1) / 2
+    return lmin + (lmax - lmin) * (torch.tanh(u) + 1) / 2
+
+
+class PlanDistribution(Normal):
+    """Diagonal Gaussian over a plan of any shape; `log_prob` is summed to one number per sample."""
+
+    def log_prob(self, plan: torch.Tensor) -> torch.Tensor:  # (B, ...) -> (B,)
+        return super().log_prob(plan).flatten(1).sum(1)
+
+    def entropy(self) -> torch.Tensor:  # (B,)
+        return super().entropy().flatten(1).sum(1)
+
+    # rsample() (inherited): E2, p = m + sigma * eps with eps ~ N(0, I); gradient reaches psi.
+    # sample() (inherited): the same draw under no_grad, for acting only.
+
+
+class ConvLayer(nn.Module):
+    """Reflection pad k//2, then a conv; optional nearest x2 upsample first (fast_neural_style).
+
+    The conv is stored as `.conv2d` so the authors' released style weights load unchanged.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1,
+                 upsample: int | None = None) -> None:
+        super().__init__()
+        self.upsample = upsample
+        self.pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv2d = nn.Conv2d(c_in, c_out, kernel, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.upsample:
+            x = F.interpolate(x, scale_factor=self.upsample, mode="nearest")
+        return self.conv2d(self.pad(x))
+
+
+class ResidualBlock(nn.Module):
+    """conv-IN-ReLU-conv-IN, add the input, ReLU."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = ConvLayer(channels, channels, 3)
+        self.in1 = nn.InstanceNorm2d(channels, affine=True)
+        self.conv2 = ConvLayer(channels, channels, 3)
+        self.in2 = nn.InstanceNorm2d(channels, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.in1(self.conv1(x)))
+        return F.relu(x + self.in2(self.conv2(y)))
+
+
+class StylePlanner(nn.Module):
+    """The paper's style-transfer planner (METHOD.md 5.3): three convs and a residual block.
+
+    state (B, 3, H, W) -> plan distribution over (B, 1, H/4, W/4) and features [f1, f2, f3].
+    The plan head has no parameters: the 64 output channels split into a mean block and a
+    log-variance block (32 each), reduced across channels to one plan map.
+    """
+
+    def __init__(self, in_channels: int = 3) -> None:
+        super().__init__()
+        self.conv1 = ConvLayer(in_channels, 16, 9)
+        self.in1_e = nn.InstanceNorm2d(16, affine=True)
+        self.conv2 = ConvLayer(16, 32, 3, stride=2)
+        self.in2_e = nn.InstanceNorm2d(32, affine=True)
+        self.conv3 = ConvLayer(32, 64, 3, stride=2)
+        self.in3_e = nn.InstanceNorm2d(64, affine=True)
+        self.res1 = ResidualBlock(64)
+
+    def plan_shape(self, image_size: int) -> tuple[int, ...]:
+        return (1, image_size // 4, image_size // 4)
+
+    def forward(self, state: torch.Tensor) -> tuple[PlanDistribution, list[torch.Tensor]]:
+        f1 = F.relu(self.in1_e(self.conv1(state)))  # (B, 16, H, W)
+        f2 = F.relu(self.in2_e(self.conv2(f1)))     # (B, 32, H/2, W/2)
+        f3 = F.relu(self.in3_e(self.conv3(f2)))     # (B, 64, H/4, W/4)
+        h = self.res1(f3)                           # (B, 64, H/4, W/4)
+        mean = h[:, :32].mean(1, keepdim=True)      # (B, 1, H/4, W/4): m_psi(s)
+        log_var = squash_log_variance(h[:, 32:])    # E2, (B, 32, H/4, W/4)
+        std = log_var.exp().std(1, keepdim=True) + 1e-6  # (B, 1, H/4, W/4): sigma_psi(s), authors' reduction
+        return PlanDistribution(mean, std), [f1, f2, f3]

@@ -1,0 +1,26 @@
+"""Shared test helpers: the repo root on sys.path, and a tiny train.py configuration."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+torch.set_num_threads(2)
+
+# A run small enough for a smoke test: 32x32 images, random VGG, a few steps.
+TINY = ["--task", "style", "--vgg", "random", "--image-size", "32", "--num-envs", "2", "--batch-size", "2",
+        "--total-steps", "6", "--max-episode-steps", "3", "--learning-starts", "2", "--test-steps", "2",
+        "--save-every", "1"]
+
+
+def run_script(script: str, *argv: str, cwd: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *argv], capture_output=True, text=True,
+                          cwd=cwd or ROOT, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "2"})
+
+
+@pytest.fixture
+def tiny():
+    return list(TINY)

@@ -1,0 +1,86 @@
+"""train.py and evaluate.py as a user runs them: smoke runs, determinism, resume, bad input."""
+import csv
+import os
+
+import numpy as np
+from PIL import Image
+
+from conftest import run_script
+
+
+def read_progress(run):
+    with open(os.path.join(run, "progress.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_then_evaluate(tmp_path, tiny):
+    result = run_script("train.py", *tiny, "--run-dir", str(tmp_path), "--name", "a")
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = tmp_path / "a"
+    for name in ("config.json", "progress.csv", "checkpoint.pt", "grid.png", "curves.png"):
+        assert (run / name).is_file(), name
+    rows = read_progress(run)
+    assert [int(r["step"]) for r in rows] == [3, 6]
+    assert rows[-1]["critic_loss"] and rows[-1]["aux_loss"] and rows[-1]["planner_loss"]
+    assert "done: " in result.stdout.strip().splitlines()[-1]
+    result = run_script("evaluate.py", "--task", "style", "--checkpoint", str(run / "checkpoint.pt"),
+                        "--steps", "1", "2", "--num-images", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[0] for row in table] == ["0", "1", "2"]
+    assert float(table[0][3]) == 1.0  # step 0 is the content itself: SSIM 1
+    grid = Image.open(run / "eval_grid.png")
+    assert grid.width > 4 * 32  # content | step 1 | step 2 | style
+
+
+def test_seeded_runs_are_identical(tmp_path, tiny):
+    for name in ("a", "b"):
+        result = run_script("train.py", *tiny, "--run-dir", str(tmp_path), "--name", name)
+        assert result.returncode == 0, result.stderr[-2000:]
+    columns = ("return", "critic_loss", "planner_loss", "temperature_loss", "aux_loss", "alpha")
+    a, b = read_progress(tmp_path / "a"), read_progress(tmp_path / "b")
+    assert [[r[c] for c in columns] for r in a] == [[r[c] for c in columns] for r in b]
+    result = run_script("train.py", *tiny, "--run-dir", str(tmp_path), "--name", "c", "--seed", "2")
+    assert [r["aux_loss"] for r in read_progress(tmp_path / "c")] != [r["aux_loss"] for r in a]
+
+
+def test_resume_continues_from_the_saved_step(tmp_path, tiny):
+    assert run_script("train.py", *tiny, "--run-dir", str(tmp_path), "--name", "r").returncode == 0
+    result = run_script("train.py", "--resume", str(tmp_path / "r"), "--total-steps", "12")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resumed from" in result.stdout and "at step 6" in result.stdout
+    steps = [int(r["step"]) for r in read_progress(tmp_path / "r")]
+    assert steps == [3, 6, 9, 12]
+
+
+def one_line_error(result, text):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert text in lines[0], lines[0]
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, tiny):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    one_line_error(run_script("train.py", *tiny, "--content-dir", str(empty), "--run-dir", str(tmp_path)),
+                   "no images")
+    broken = tmp_path / "style.jpg"
+    broken.write_bytes(b"\x00garbage")
+    one_line_error(run_script("train.py", *tiny, "--style-image", str(broken), "--run-dir", str(tmp_path)),
+                   "cannot read as an image")
+    one_line_error(run_script("train.py", "--task", "nope"), "--task nope")
+    one_line_error(run_script("train.py", *tiny, "--image-size", "30"), "multiple of 4")
+    one_line_error(run_script("train.py", *tiny, "--vgg", "torchvision", "--vgg-weights", str(tmp_path / "x.pth")),
+                   "no such file")
+    one_line_error(run_script("train.py", "--resume", str(tmp_path / "nothing")), "no checkpoint.pt")
+    one_line_error(run_script("evaluate.py", "--checkpoint", str(tmp_path / "none.pt")), "no such file")
+
+
+def test_grey_and_rgba_content_images_train(tmp_path, tiny):
+    folder = tmp_path / "content"
+    folder.mkdir()
+    Image.fromarray(np.full((40, 40), 90, np.uint8)).save(folder / "grey.png")
+    Image.fromarray(np.full((40, 40, 4), 200, np.uint8)).save(folder / "rgba.png")
+    result = run_script("train.py", *tiny, "--content-dir", str(folder), "--run-dir", str(tmp_path), "--name", "g")
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -1,0 +1,358 @@
+"""Train RL-I2IT: Algorithm 1 of the paper, for every task through one code path.
+
+    python train.py --task style                  # built-in data, CPU preset (~10 min on 2 cores)
+    python train.py --task style --content-dir COCO/train2014 --style-image starry.jpg --device cuda
+
+The loop below follows Algorithm 1 line by line (comments "A1.n"); bookkeeping (logging,
+checkpoints, pictures) is kept apart in the functions at the bottom. Equation numbers (E1...)
+refer to the table in README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from actor import StyleActor
+from buffer import ReplayBuffer
+from critic import Critic, target_copy
+from data import ContentImages, DataError, load_style_image
+from env import StyleEnv
+from losses import critic_loss, planner_loss, soft_bellman_target, soft_update, temperature_loss
+from planner import StylePlanner
+from vgg import VGGError, load_vgg16
+
+
+@dataclass
+class Args:
+    task: str = field(default="style", metadata={"help": "task to train: style"})
+    seed: int = field(default=1, metadata={"help": "seeds Python, NumPy and torch"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
+    deterministic: bool = field(default=True, metadata={"help": "bitwise repeatable runs (torch deterministic algorithms)"})
+    run_dir: str = field(default="runs", metadata={"help": "parent folder of the run folder"})
+    name: str = field(default="", metadata={"help": "run folder name (default: TASK-seedSEED)"})
+    resume: str = field(default="", metadata={"help": "checkpoint file or run folder to continue from"})
+    # Algorithm 1 schedule
+    total_steps: int = field(default=2000, metadata={"help": "environment steps (each steps all --num-envs episodes)"})
+    num_envs: int = field(default=8, metadata={"help": "episodes run at once as one batch (authors: 1)"})
+    max_episode_steps: int = field(default=10, metadata={"help": "T_max, steps per episode (paper: 10 for style)"})
+    test_steps: int = field(default=10, metadata={"help": "steps k at inference (paper: 1, 5, 10 shown)"})
+    buffer_size: int = field(default=3000, metadata={"help": "replay buffer capacity in transitions (paper: 3000 for style)"})
+    batch_size: int = field(default=8, metadata={"help": "minibatch size of every update (authors: 1 for style)"})
+    learning_starts: int = field(default=80, metadata={"help": "transitions collected before the first update (warm-up)"})
+    update_every: int = field(default=1, metadata={"help": "K: environment steps between updates"})
+    planner_every: int = field(default=2, metadata={"help": "critic updates per planner and temperature update"})
+    gamma: float = field(default=0.99, metadata={"help": "discount (paper: 0.99)"})
+    tau: float = field(default=0.005, metadata={"help": "soft target rate (paper: 0.005)"})
+    lr: float = field(default=1e-4, metadata={"help": "planner and actor learning rate (paper: 1e-4 for style)"})
+    critic_lr: float = field(default=1e-5, metadata={"help": "critic learning rate (paper: 1e-5 for style)"})
+    alpha_lr: float = field(default=1e-4, metadata={"help": "temperature learning rate"})
+    init_log_alpha: float = field(default=-0.3, metadata={"help": "initial log alpha (authors: -0.3)"})
+    target_entropy: float = field(default=float("nan"), metadata={"help": "H_bar (default: -dim(plan))"})
+    kl_weight: float = field(default=0.0, metadata={"help": "beta of E6's optional KL term (SPAC: 0.01; vision tasks: 0)"})
+    image_size: int = field(default=256, metadata={"help": "training image size (paper: 256 for style)"})
+    save_every: int = field(default=50, metadata={"help": "episodes between checkpoints"})
+    # style transfer
+    content_dir: str = field(default="", metadata={"help": "folder of content images, e.g. MS-COCO (default: built-in photos)"})
+    style_image: str = field(default="", metadata={"help": "style image file (default: built-in 'swirls')"})
+    vgg: str = field(default="auto", metadata={"help": "VGG-16 weights: auto, torchvision, hed or random (tests only)"})
+    vgg_weights: str = field(default="", metadata={"help": "path of torchvision's vgg16-397923af.pth"})
+    kappa: float = field(default=1e6, metadata={"help": "reward scale: r = -kappa * style loss (paper: 1e6)"})
+    style_weight: float = field(default=1e5, metadata={"help": "lambda, style weight of J_Aux (paper: 1e5)"})
+    tv_weight: float = field(default=1e-7, metadata={"help": "beta, total-variation weight of J_Aux (paper: 1e-7)"})
+
+
+# --task presets: explicit flags override them. "cpu" is sized for ~10 minutes on 2 cores.
+PRESETS = {
+    "style": {
+        "cpu": dict(image_size=64, num_envs=8, batch_size=8, total_steps=2000, lr=1e-3, critic_lr=1e-4,
+                    learning_starts=80, buffer_size=3000),
+        "cuda": dict(image_size=256, num_envs=16, batch_size=8, total_steps=40000, lr=1e-4, critic_lr=1e-5,
+                     learning_starts=1000, buffer_size=3000),
+    },
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is reported in one line (no usage block): see --help for that."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
+    """Flags from the Args fields; returns the resolved Args and the flags given explicitly."""
+    parser = Parser(description=__doc__.split("\n")[0])
+    for f in dataclasses.fields(Args):
+        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
+        help_text = f"{f.metadata['help']} [default: {f.default}]"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
+    given = vars(parser.parse_args(argv))
+    if given.get("task", "style") not in PRESETS:
+        parser.error(f"--task {given['task']}: choose one of {', '.join(PRESETS)}")
+    if given.get("device", "auto") not in ("auto", "cpu", "cuda"):
+        parser.error(f"--device {given['device']}: choose auto, cpu or cuda")
+    if given.get("device") == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    device = resolve_device(given.get("device", "auto"))
+    args = Args(**{**PRESETS[given.get("task", "style")][device.type], **given})
+    for name in ("total_steps", "num_envs", "max_episode_steps", "test_steps", "buffer_size", "batch_size",
+                 "update_every", "planner_every", "image_size", "save_every"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.image_size % 4:
+        parser.error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
+    if args.image_size < 16:
+        parser.error(f"--image-size {args.image_size}: must be at least 16")
+    return args, given
+
+
+def resolve_device(name: str) -> torch.device:
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else name if name != "auto" else "cpu")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def build(args: Args, device: torch.device) -> dict:
+    """Networks, environment and data of the task: the only place where tasks differ."""
+    vgg = load_vgg16(args.vgg, args.vgg_weights or None).to(device)
+    style = load_style_image(args.style_image or None, args.image_size).to(device)
+    env = StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight)
+    planner, actor = StylePlanner().to(device), StyleActor().to(device)
+    plan_shape = planner.plan_shape(args.image_size)
+    critic = Critic(3, args.image_size, plan_shape).to(device)
+    return dict(vgg=vgg, style=style, env=env, planner=planner, actor=actor, critic=critic, plan_shape=plan_shape,
+                train_data=ContentImages(args.content_dir or None, "train", args.image_size),
+                test_data=ContentImages(args.content_dir or None, "test", args.image_size))
+
+
+def train(args: Args, given: dict) -> str:
+    device = resolve_device(args.device)
+    seed_everything(args.seed, args.deterministic)
+    task = build(args, device)
+    env, planner, actor, critic = task["env"], task["planner"], task["actor"], task["critic"]
+    plan_shape = task["plan_shape"]
+
+    # A1.1: initialise planner psi, actor phi, critics theta_1,2, targets theta-bar <- theta, log alpha, D
+    critic_target = target_copy(critic)  # E8, hard copy at start
+    log_alpha = torch.tensor(args.init_log_alpha, device=device, requires_grad=True)
+    target_entropy = -float(np.prod(plan_shape)) if np.isnan(args.target_entropy) else args.target_entropy
+    planner_opt = torch.optim.Adam(planner.parameters(), lr=args.lr)                  # J_kappa(psi)
+    aux_opt = torch.optim.Adam([*planner.parameters(), *actor.parameters()], lr=args.lr)  # J_Aux(psi, phi)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=args.critic_lr)             # J_Q(theta)
+    alpha_opt = torch.optim.Adam([log_alpha], lr=args.alpha_lr)                       # J(alpha)
+    buffer = ReplayBuffer(args.buffer_size, env.buffer_fields(args.image_size, plan_shape), device)
+    modules = dict(planner=planner, actor=actor, critic=critic, critic_target=critic_target,
+                   planner_opt=planner_opt, aux_opt=aux_opt, critic_opt=critic_opt, alpha_opt=alpha_opt)
+    data_rng = torch.Generator().manual_seed(args.seed)
+    sample_rng = torch.Generator(device=device).manual_seed(args.seed)
+
+    run = args.resume if os.path.isdir(args.resume) else os.path.dirname(args.resume) if args.resume else \
+        os.path.join(args.run_dir, args.name or f"{args.task}-seed{args.seed}")
+    os.makedirs(run, exist_ok=True)
+    step = episode = updates = 0
+    if args.resume:
+        step, episode, updates = load_checkpoint(resume_path(args.resume), modules, log_alpha, data_rng, sample_rng)
+    print_config(args, run, device, task, buffer)
+    log = ProgressLog(os.path.join(run, "progress.csv"), append=bool(args.resume))
+
+    bar = tqdm(total=args.total_steps, initial=step, desc=f"{args.task}", unit="step", dynamic_ncols=True)
+    start = time.time()
+    while step < args.total_steps:                                   # A1.2: for each episode
+        state = env.reset(task["train_data"].sample(args.num_envs, data_rng).to(device))  # A1.3: s_0
+        episode_return = torch.zeros(args.num_envs, device=device)
+        running = torch.ones(args.num_envs, dtype=torch.bool, device=device)
+        stats: dict[str, list[torch.Tensor]] = {}
+        for t in range(args.max_episode_steps):                      # A1.4: for t = 0 .. T_max - 1
+            with torch.no_grad():
+                dist, features = planner(state)
+                plan = dist.sample()                                 # A1.5: p_t ~ pi(. | s_t), E1
+                action = actor(plan, features)                       # A1.6: a_t = mu(s_t, p_t), E1
+            next_state, reward, done = env.step(action)              # A1.7: s_t+1, r_t, d_t
+            transition = dict(state=state, plan=plan, reward=reward, next_state=next_state, done=done,
+                              **env.extras())
+            buffer.add({k: v[running] for k, v in transition.items()})  # A1.8: D <- D + transition
+            episode_return += reward * running
+            running &= done == 0
+            state, step = next_state, step + 1
+            bar.update(1)
+            if buffer.size >= args.learning_starts and step % args.update_every == 0:  # A1.9
+                updates += 1
+                for k, v in update(args, task, buffer, modules, log_alpha, target_entropy, updates,
+                                   sample_rng).items():
+                    stats.setdefault(k, []).append(v)
+            if not running.any() or step >= args.total_steps:       # A1.13: end the episode
+                break
+        episode += 1
+
+        # Bookkeeping, apart from the algorithm: progress log, bar, checkpoints.
+        row = {"episode": episode, "step": step, "transitions": buffer.size, "updates": updates,
+               "return": episode_return.mean().item(), "alpha": log_alpha.exp().item(),
+               "seconds": round(time.time() - start, 1),
+               **{k: torch.stack(v).mean().item() for k, v in stats.items()}}
+        log.write(row)
+        bar.set_postfix({k: f"{row[k]:.3g}" for k in ("return", "aux_loss", "alpha") if k in row})
+        if episode % args.save_every == 0:
+            save_checkpoint(os.path.join(run, "checkpoint.pt"), args, modules, log_alpha, step, episode, updates,
+                            data_rng, sample_rng)
+    bar.close()
+    save_checkpoint(os.path.join(run, "checkpoint.pt"), args, modules, log_alpha, step, episode, updates,
+                    data_rng, sample_rng)
+    return run
+
+
+def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: torch.Tensor,
+           target_entropy: float, updates: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
+    """A1.10 to A1.12: one update of critics, (every second time) temperature and planner, then J_Aux."""
+    planner, actor, critic, critic_target, env = m["planner"], m["actor"], m["critic"], m["critic_target"], task["env"]
+    batch = buffer.sample(args.batch_size, rng)                      # A1.10: minibatch from D
+    state, plan, reward, next_state, done = (batch[k] for k in ("state", "plan", "reward", "next_state", "done"))
+    alpha = log_alpha.exp().detach()
+    out = {}
+
+    # A1.11: critics by E5, then targets by E8
+    with torch.no_grad():
+        next_dist, _ = planner(next_state)
+        next_plan = next_dist.sample()                               # p' ~ pi(. | s_t+1)
+        target = soft_bellman_target(reward, done, *critic_target(next_state, next_plan),
+                                     next_dist.log_prob(next_plan), alpha, args.gamma)  # E4
+    q1, q2 = critic(state, plan)
+    loss_critic = critic_loss(q1, q2, target)                        # E5
+    m["critic_opt"].zero_grad()
+    loss_critic.backward()
+    m["critic_opt"].step()
+    soft_update(critic_target, critic, args.tau)                     # E8
+    out["critic_loss"], out["q"] = loss_critic.detach(), q1.detach().mean()
+
+    # A1.12: every second update, temperature by E7 and planner by E6
+    if updates % args.planner_every == 0:
+        dist, _ = planner(state)
+        new_plan = dist.rsample()                                    # E2: gradient flows into psi
+        log_prob = dist.log_prob(new_plan)
+        loss_planner = planner_loss(log_prob, *critic(state, new_plan), alpha,
+                                    kl=None, kl_weight=args.kl_weight)  # E6
+        m["planner_opt"].zero_grad()
+        loss_planner.backward()
+        m["planner_opt"].step()
+        loss_temperature = temperature_loss(log_alpha, log_prob, target_entropy)  # E7
+        m["alpha_opt"].zero_grad()
+        loss_temperature.backward()
+        m["alpha_opt"].step()
+        out["planner_loss"], out["temperature_loss"] = loss_planner.detach(), loss_temperature.detach()
+
+    # A1.12: J_Aux on planner and actor by E9, on replayed states
+    dist, features = planner(state)
+    action = actor(dist.rsample(), features)                         # E9: a = mu(s, p~), p~ reparameterised
+    loss_aux, parts = env.auxiliary_loss(action, batch)              # E9 with the task loss
+    m["aux_opt"].zero_grad()
+    loss_aux.backward()
+    m["aux_opt"].step()
+    out["aux_loss"] = loss_aux.detach()
+    out.update(parts)
+    return out
+
+
+# ---------------------------------------------------------------- bookkeeping
+class ProgressLog:
+    """progress.csv, one row per episode; columns fixed by the first row."""
+    COLUMNS = ["episode", "step", "transitions", "updates", "seconds", "return", "critic_loss", "q",
+               "planner_loss", "temperature_loss", "aux_loss", "content", "style", "tv", "alpha"]
+
+    def __init__(self, path: str, append: bool) -> None:
+        self.path = path
+        if not (append and os.path.isfile(path)):
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerow(self.COLUMNS)
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in self.COLUMNS])
+
+
+def resume_path(resume: str) -> str:
+    path = os.path.join(resume, "checkpoint.pt") if os.path.isdir(resume) else resume
+    if not os.path.isfile(path):
+        raise DataError(f"--resume {resume}: no checkpoint.pt there")
+    return path
+
+
+def save_checkpoint(path: str, args: Args, modules: dict, log_alpha: torch.Tensor, step: int, episode: int,
+                    updates: int, data_rng: torch.Generator, sample_rng: torch.Generator) -> None:
+    """Every network and optimiser, log alpha, the args and the counters; written atomically."""
+    state = {k: v.state_dict() for k, v in modules.items()}
+    state.update(log_alpha=log_alpha.detach().cpu(), args=dataclasses.asdict(args), step=step, episode=episode,
+                 updates=updates, data_rng=data_rng.get_state(), sample_rng=sample_rng.get_state().cpu(),
+                 torch_rng=torch.get_rng_state())
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, data_rng: torch.Generator,
+                    sample_rng: torch.Generator) -> tuple[int, int, int]:
+    state = torch.load(path, map_location=log_alpha.device, weights_only=False)
+    for k, module in modules.items():
+        module.load_state_dict(state[k])
+    with torch.no_grad():
+        log_alpha.copy_(state["log_alpha"])
+    data_rng.set_state(state["data_rng"])
+    sample_rng.set_state(state["sample_rng"].to(sample_rng.device) if sample_rng.device.type == "cpu"
+                         else state["sample_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    print(f"resumed from {path} at step {state['step']} (episode {state['episode']}); "
+          "the replay buffer starts empty and refills during the warm-up")
+    return state["step"], state["episode"], state["updates"]
+
+
+def print_config(args: Args, run: str, device: torch.device, task: dict, buffer: ReplayBuffer) -> None:
+    config = dataclasses.asdict(args)
+    with open(os.path.join(run, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    n_params = sum(p.numel() for k in ("planner", "actor") for p in task[k].parameters())
+    print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
+    print(f"device {device} | VGG-16 weights: {task['vgg'].source} | planner+actor {n_params:,} parameters | "
+          f"critic {sum(p.numel() for p in task['critic'].parameters()):,} | plan {task['plan_shape']}")
+    per = buffer.bytes_per_transition()
+    print(f"replay buffer: {per / 1024:.1f} KiB per transition, {per * args.buffer_size / 2**20:.1f} MiB for "
+          f"{args.buffer_size} transitions")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, given = parse_args(argv)
+    if args.resume:
+        try:
+            saved = torch.load(resume_path(args.resume), map_location="cpu", weights_only=False)["args"]
+        except DataError as e:
+            sys.exit(f"error: {e}")
+        args = Args(**{**saved, **given})  # the saved run's settings, with explicit flags on top
+    try:
+        run = train(args, given)
+        from evaluate import final_report
+        final_report(run, args)
+    except (DataError, VGGError) as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted")
+
+
+if __name__ == "__main__":
+    main()
