@@ -1,7 +1,7 @@
 """Images for the tasks: reading user files safely, and the built-in data that needs no download.
 
 Built-in style-transfer data (no download):
-  content  colour photos that ship with scikit-image (coffee, rocket, motorcycle for training;
+  content  photos that ship with scikit-image (coffee, rocket, motorcycle, camera man for training;
            astronaut and chelsea the cat held out for evaluation), sampled as random crops;
   style    `swirls`, a bold procedurally generated painting-like image (`make_style_image`).
 Real data: `--content-dir` (any folder of images, e.g. MS-COCO train2014) and `--style-image`.
@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MIN_SIZE = 16  # smaller images are refused: nothing useful can be cropped from them
-BUILTIN_TRAIN = ("coffee", "rocket", "stereo_motorcycle")
+BUILTIN_TRAIN = ("coffee", "rocket", "stereo_motorcycle", "camera")
 BUILTIN_TEST = ("astronaut", "chelsea")
 
 
@@ -96,6 +96,8 @@ def builtin_photo(name: str) -> torch.Tensor:
     array = getattr(skimage.data, name)()
     if isinstance(array, tuple):  # stereo_motorcycle returns (left, right, disparity)
         array = array[0]
+    if array.ndim == 2:  # the grey camera man
+        array = np.repeat(array[..., None], 3, axis=2)
     return torch.from_numpy(array[..., :3].astype(np.float32) / 255).permute(2, 0, 1).contiguous()
 
 

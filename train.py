@@ -156,13 +156,13 @@ def train(args: Args, given: dict) -> str:
     critic_target = target_copy(critic)  # E8, hard copy at start
     log_alpha = torch.tensor(args.init_log_alpha, device=device, requires_grad=True)
     target_entropy = -float(np.prod(plan_shape)) if np.isnan(args.target_entropy) else args.target_entropy
-    planner_opt = torch.optim.Adam(planner.parameters(), lr=args.lr)                  # J_kappa(psi)
-    aux_opt = torch.optim.Adam([*planner.parameters(), *actor.parameters()], lr=args.lr)  # J_Aux(psi, phi)
+    planner_opt = torch.optim.Adam(planner.parameters(), lr=args.lr)                  # psi: J_kappa and J_Aux
+    actor_opt = torch.optim.Adam(actor.parameters(), lr=args.lr)                      # phi: J_Aux
     critic_opt = torch.optim.Adam(critic.parameters(), lr=args.critic_lr)             # J_Q(theta)
     alpha_opt = torch.optim.Adam([log_alpha], lr=args.alpha_lr)                       # J(alpha)
     buffer = ReplayBuffer(args.buffer_size, env.buffer_fields(args.image_size, plan_shape), device)
     modules = dict(planner=planner, actor=actor, critic=critic, critic_target=critic_target,
-                   planner_opt=planner_opt, aux_opt=aux_opt, critic_opt=critic_opt, alpha_opt=alpha_opt)
+                   planner_opt=planner_opt, actor_opt=actor_opt, critic_opt=critic_opt, alpha_opt=alpha_opt)
     data_rng = torch.Generator().manual_seed(args.seed)
     sample_rng = torch.Generator(device=device).manual_seed(args.seed)
 
@@ -177,43 +177,49 @@ def train(args: Args, given: dict) -> str:
 
     bar = tqdm(total=args.total_steps, initial=step, desc=f"{args.task}", unit="step", dynamic_ncols=True)
     start = time.time()
-    while step < args.total_steps:                                   # A1.2: for each episode
-        state = env.reset(task["train_data"].sample(args.num_envs, data_rng).to(device))  # A1.3: s_0
-        episode_return = torch.zeros(args.num_envs, device=device)
-        running = torch.ones(args.num_envs, dtype=torch.bool, device=device)
-        stats: dict[str, list[torch.Tensor]] = {}
-        for t in range(args.max_episode_steps):                      # A1.4: for t = 0 .. T_max - 1
-            with torch.no_grad():
-                dist, features = planner(state)
-                plan = dist.sample()                                 # A1.5: p_t ~ pi(. | s_t), E1
-                action = actor(plan, features)                       # A1.6: a_t = mu(s_t, p_t), E1
-            next_state, reward, done = env.step(action)              # A1.7: s_t+1, r_t, d_t
-            transition = dict(state=state, plan=plan, reward=reward, next_state=next_state, done=done,
-                              **env.extras())
-            buffer.add({k: v[running] for k, v in transition.items()})  # A1.8: D <- D + transition
-            episode_return += reward * running
-            running &= done == 0
-            state, step = next_state, step + 1
-            bar.update(1)
-            if buffer.size >= args.learning_starts and step % args.update_every == 0:  # A1.9
-                updates += 1
-                for k, v in update(args, task, buffer, modules, log_alpha, target_entropy, updates,
-                                   sample_rng).items():
-                    stats.setdefault(k, []).append(v)
-            if not running.any() or step >= args.total_steps:       # A1.13: end the episode
-                break
-        episode += 1
+    try:
+        while step < args.total_steps:                                   # A1.2: for each episode
+            state = env.reset(task["train_data"].sample(args.num_envs, data_rng).to(device))  # A1.3: s_0
+            episode_return = torch.zeros(args.num_envs, device=device)
+            running = torch.ones(args.num_envs, dtype=torch.bool, device=device)
+            stats: dict[str, list[torch.Tensor]] = {}
+            for t in range(args.max_episode_steps):                      # A1.4: for t = 0 .. T_max - 1
+                with torch.no_grad():
+                    dist, features = planner(state)
+                    plan = dist.sample()                                 # A1.5: p_t ~ pi(. | s_t), E1
+                    action = actor(plan, features)                       # A1.6: a_t = mu(s_t, p_t), E1
+                next_state, reward, done = env.step(action)              # A1.7: s_t+1, r_t, d_t
+                transition = dict(state=state, plan=plan, reward=reward, next_state=next_state, done=done,
+                                  **env.extras())
+                buffer.add({k: v[running] for k, v in transition.items()})  # A1.8: D <- D + transition
+                episode_return += reward * running
+                running &= done == 0
+                state, step = next_state, step + 1
+                bar.update(1)
+                if buffer.size >= args.learning_starts and step % args.update_every == 0:  # A1.9
+                    updates += 1
+                    for k, v in update(args, task, buffer, modules, log_alpha, target_entropy, updates,
+                                       sample_rng).items():
+                        stats.setdefault(k, []).append(v)
+                if not running.any() or step >= args.total_steps:       # A1.13: end the episode
+                    break
+            episode += 1
 
-        # Bookkeeping, apart from the algorithm: progress log, bar, checkpoints.
-        row = {"episode": episode, "step": step, "transitions": buffer.size, "updates": updates,
-               "return": episode_return.mean().item(), "alpha": log_alpha.exp().item(),
-               "seconds": round(time.time() - start, 1),
-               **{k: torch.stack(v).mean().item() for k, v in stats.items()}}
-        log.write(row)
-        bar.set_postfix({k: f"{row[k]:.3g}" for k in ("return", "aux_loss", "alpha") if k in row})
-        if episode % args.save_every == 0:
-            save_checkpoint(os.path.join(run, "checkpoint.pt"), args, modules, log_alpha, step, episode, updates,
-                            data_rng, sample_rng)
+            # Bookkeeping, apart from the algorithm: progress log, bar, checkpoints.
+            row = {"episode": episode, "step": step, "transitions": buffer.size, "updates": updates,
+                   "return": episode_return.mean().item(), "alpha": log_alpha.exp().item(),
+                   "seconds": round(time.time() - start, 1),
+                   **{k: torch.stack(v).mean().item() for k, v in stats.items()}}
+            log.write(row)
+            bar.set_postfix({k: f"{row[k]:.3g}" for k in ("return", "aux_loss", "alpha") if k in row})
+            if episode % args.save_every == 0:
+                save_checkpoint(os.path.join(run, "checkpoint.pt"), args, modules, log_alpha, step, episode, updates,
+                                data_rng, sample_rng)
+    except KeyboardInterrupt:
+        bar.close()
+        save_checkpoint(os.path.join(run, "checkpoint.pt"), args, modules, log_alpha, step, episode, updates,
+                        data_rng, sample_rng)
+        sys.exit(f"interrupted at step {step}: checkpoint saved, continue with --resume {run}")
     bar.close()
     save_checkpoint(os.path.join(run, "checkpoint.pt"), args, modules, log_alpha, step, episode, updates,
                     data_rng, sample_rng)
@@ -258,14 +264,17 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
         loss_temperature.backward()
         m["alpha_opt"].step()
         out["planner_loss"], out["temperature_loss"] = loss_planner.detach(), loss_temperature.detach()
+        out["log_prob"] = log_prob.detach().mean()
 
     # A1.12: J_Aux on planner and actor by E9, on replayed states
     dist, features = planner(state)
     action = actor(dist.rsample(), features)                         # E9: a = mu(s, p~), p~ reparameterised
     loss_aux, parts = env.auxiliary_loss(action, batch)              # E9 with the task loss
-    m["aux_opt"].zero_grad()
+    m["planner_opt"].zero_grad()
+    m["actor_opt"].zero_grad()
     loss_aux.backward()
-    m["aux_opt"].step()
+    m["planner_opt"].step()
+    m["actor_opt"].step()
     out["aux_loss"] = loss_aux.detach()
     out.update(parts)
     return out
@@ -275,7 +284,7 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
 class ProgressLog:
     """progress.csv, one row per episode; columns fixed by the first row."""
     COLUMNS = ["episode", "step", "transitions", "updates", "seconds", "return", "critic_loss", "q",
-               "planner_loss", "temperature_loss", "aux_loss", "content", "style", "tv", "alpha"]
+               "planner_loss", "temperature_loss", "log_prob", "aux_loss", "content", "style", "tv", "alpha"]
 
     def __init__(self, path: str, append: bool) -> None:
         self.path = path
@@ -350,8 +359,6 @@ def main(argv: list[str] | None = None) -> None:
         final_report(run, args)
     except (DataError, VGGError) as e:
         sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted")
 
 
 if __name__ == "__main__":

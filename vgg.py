@@ -28,10 +28,10 @@ CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512]
 TAPS = {3: "relu1_2", 8: "relu2_2", 15: "relu3_3", 22: "relu4_3"}  # index in `features`
 # HED's Caffe input: BGR in [0, 255] minus this mean.
 HED_BGR_MEAN = (104.00699, 116.66877, 122.67892)
-# HED activations are about 50 times torchvision's (its input is 0-255, not ImageNet-normalised;
-# DATA.md). Dividing the tapped features by this brings them to torchvision's scale, so the
-# paper's loss weights (content 1, style 1e5) keep their balance.
-HED_FEATURE_SCALE = 50.0
+# HED takes 0-255 input, so its activations are tens of times torchvision's (DATA.md). Each tapped
+# layer is divided by its root-mean-square on the built-in photos (measured: see README), so every
+# layer has RMS ~1 and no single layer (relu1_2 by far, unscaled) swamps the Gram loss.
+HED_FEATURE_SCALE = {"relu1_2": 80.6, "relu2_2": 32.7, "relu3_3": 14.8, "relu4_3": 4.25}
 
 
 class VGGFeatures(NamedTuple):
@@ -76,7 +76,7 @@ class VGG16(nn.Module):
         for i, layer in enumerate(self.features):
             x = layer(x)
             if i in TAPS:
-                taps[TAPS[i]] = x / HED_FEATURE_SCALE if self.source == "hed" else x
+                taps[TAPS[i]] = x / HED_FEATURE_SCALE[TAPS[i]] if self.source == "hed" else x
                 if TAPS[i] == last:
                     break
         return VGGFeatures(**taps)
@@ -154,11 +154,11 @@ def load_vgg16(kind: str = "auto", weights_path: str | None = None) -> VGG16:
         net = VGG16("hed")
         _load_hed(net, path)
     elif kind == "random":
-        torch.manual_seed(0)  # the same random network every time, so test runs repeat
-        net = VGG16("random")
+        generator = torch.Generator().manual_seed(0)  # the same random network every time; leaves
+        net = VGG16("random")                         # the global generator (and --seed) alone
         for m in net.features:
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu", generator=generator)
                 nn.init.zeros_(m.bias)
     else:
         raise VGGError(f"--vgg {kind}: choose auto, torchvision, hed or random")

@@ -18,7 +18,7 @@ TINY = ["--task", "style", "--vgg", "random", "--image-size", "32", "--num-envs"
 
 def run_script(script: str, *argv: str, cwd: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, os.path.join(ROOT, script), *argv], capture_output=True, text=True,
-                          cwd=cwd or ROOT, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "2"})
+                          cwd=cwd or ROOT, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 @pytest.fixture
