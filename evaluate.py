@@ -123,7 +123,8 @@ def final_report(run: str, args) -> None:
     task["planner"].load_state_dict(state["planner"])
     task["actor"].load_state_dict(state["actor"])
     content = task["test_data"].fixed(4).to(device)
-    steps = sorted({1, *range(2, args.test_steps + 1, 2), args.test_steps})
+    steps = list(range(1, args.test_steps + 1)) if args.test_steps <= 10 else \
+        sorted({1, *range(5, args.test_steps + 1, 5), args.test_steps})
     table = evaluate_style(task["planner"], task["actor"], task["env"], content, task["style"], steps,
                            os.path.join(run, "grid.png"))
     print_table(table)
