@@ -113,15 +113,9 @@ def plot_curves(csv_path: str, png_path: str) -> None:
     plt.close(fig)
 
 
-def final_report(run: str, args) -> None:
+def final_report(run: str, args, task: dict) -> None:
     """After training: evaluation grid and table on held-out images, curves, and where it all is."""
-    from train import build, resolve_device
-
-    device = resolve_device(args.device)
-    task = build(args, device)
-    state = torch.load(os.path.join(run, "checkpoint.pt"), map_location=device, weights_only=False)
-    task["planner"].load_state_dict(state["planner"])
-    task["actor"].load_state_dict(state["actor"])
+    device = task["style"].device
     content = task["test_data"].fixed(4).to(device)
     steps = list(range(1, args.test_steps + 1)) if args.test_steps <= 10 else \
         sorted({1, *range(5, args.test_steps + 1, 5), args.test_steps})

@@ -146,7 +146,7 @@ def build(args: Args, device: torch.device) -> dict:
                 test_data=ContentImages(args.content_dir or None, "test", args.image_size))
 
 
-def train(args: Args, given: dict) -> str:
+def train(args: Args, given: dict) -> tuple[str, dict]:
     device = resolve_device(args.device)
     seed_everything(args.seed, args.deterministic)
     task = build(args, device)
@@ -224,7 +224,7 @@ def train(args: Args, given: dict) -> str:
     bar.close()
     save_checkpoint(os.path.join(run, "checkpoint.pt"), args, modules, log_alpha, step, episode, updates,
                     data_rng, sample_rng)
-    return run
+    return run, task
 
 
 def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: torch.Tensor,
@@ -355,9 +355,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"error: {e}")
         args = Args(**{**saved, **given})  # the saved run's settings, with explicit flags on top
     try:
-        run = train(args, given)
+        run, task = train(args, given)
         from evaluate import final_report
-        final_report(run, args)
+        final_report(run, args, task)
     except (DataError, VGGError) as e:
         sys.exit(f"error: {e}")
 
