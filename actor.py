@@ -38,3 +38,35 @@ class StyleActor(nn.Module):
         h = F.relu(self.in3_d(self.deconv3(torch.cat([plan, f3], 1))))  # (B, 64, H/2, W/2)
         h = F.relu(self.in2_d(self.deconv2(torch.cat([h, f2], 1))))     # (B, 32, H, W)
         return self.deconv1(torch.cat([h, f1], 1))                      # (B, 3, H, W)
+
+
+def up_block(c_in: int, c_out: int) -> nn.Sequential:
+    """3x3 conv, batch norm, LeakyReLU 0.2 (the caller upsamples first)."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, 1, 1), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2))
+
+
+class ConvActor(nn.Module):
+    """The vector-plan actor of the face and photo tasks (METHOD.md 5.1, 5.2).
+
+    The plan (B, P) is spread over 4 x 4, then up-blocks (nearest x2, conv, BN, LeakyReLU) climb back
+    to full size, concatenating the planner feature of each scale (U-Net style); a last 3x3 conv
+    gives the image, clamped to [-1, 1]. `widths` are the ConvPlanner's.
+    """
+
+    def __init__(self, widths: list[int], plan_dim: int = 256, out_channels: int = 3) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        c = plan_dim
+        for w in reversed(widths):                 # coarsest (4 x 4) first
+            self.blocks.append(up_block(c + w, w))
+            c = w
+        self.out = nn.Conv2d(c, out_channels, 3, 1, 1)
+
+    def forward(self, plan: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
+        h = plan[:, :, None, None].expand(-1, -1, 4, 4)  # (B, P, 4, 4)
+        for i, (block, f) in enumerate(zip(self.blocks, reversed(features))):
+            if i > 0:
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
+            h = block(torch.cat([h, f], 1))               # (B, w_i, s, s), s = f's size
+        h = F.interpolate(h, scale_factor=2, mode="nearest")  # (B, w_0, S, S)
+        return self.out(h).clamp(-1, 1)                   # (B, 3, S, S)

@@ -101,3 +101,44 @@ class StylePlanner(nn.Module):
         log_var = squash_log_variance(h[:, 32:])    # E2, (B, 32, H/4, W/4)
         std = log_var.exp().std(1, keepdim=True) + 1e-6  # (B, 1, H/4, W/4): sigma_psi(s), authors' reduction
         return PlanDistribution(mean, std), [f1, f2, f3]
+
+
+class ConvPlanner(nn.Module):
+    """The vector-plan planner of the face and photo tasks (METHOD.md 5.1, 5.2).
+
+    4x4 stride-2 convs (BN, LeakyReLU 0.2) halve the state down to 4 x 4 with widths
+    w, w, 2w, 4w, 8w, ...; a 4x4 valid conv gives 2 x P numbers, the mean and the raw log-variance.
+    state (B, C, S, S) -> plan distribution over (B, P) and features, finest first.
+    """
+
+    def __init__(self, in_channels: int, image_size: int, plan_dim: int = 256, width: int = 32) -> None:
+        super().__init__()
+        self.widths = conv_widths(image_size, width)
+        self.down = nn.ModuleList()
+        c_in = in_channels
+        for c_out in self.widths:
+            self.down.append(nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out),
+                                           nn.LeakyReLU(0.2)))
+            c_in = c_out
+        self.head = nn.Conv2d(c_in, 2 * plan_dim, 4)  # 4x4 valid conv: (B, 2P, 1, 1)
+        self.plan_dim = plan_dim
+
+    def plan_shape(self, image_size: int) -> tuple[int, ...]:
+        return (self.plan_dim,)
+
+    def forward(self, state: torch.Tensor) -> tuple[PlanDistribution, list[torch.Tensor]]:
+        features, h = [], state
+        for block in self.down:
+            h = block(h)                                   # (B, w_i, S / 2^(i+1), S / 2^(i+1))
+            features.append(h)
+        mean, u = self.head(h).flatten(1).chunk(2, dim=1)  # (B, P) each
+        std = (0.5 * squash_log_variance(u)).exp()         # E2: sigma = exp(log sigma^2 / 2)
+        return PlanDistribution(mean, std), features
+
+
+def conv_widths(image_size: int, width: int) -> list[int]:
+    """Channel widths of the stride-2 convs that take image_size down to 4: w, w, 2w, 4w, 8w (capped)."""
+    n = (image_size // 4).bit_length() - 1
+    if image_size < 8 or 4 * 2 ** n != image_size:
+        raise ValueError(f"image size {image_size}: must be a power of two, at least 8")
+    return [width * min(2 ** max(i - 1, 0), 8) for i in range(n)]

@@ -39,3 +39,19 @@ def test_auxiliary_gradient_reaches_planner_mean_and_std_and_actor():
     assert planner.res1.conv2.conv2d.weight.grad[32:].abs().sum() > 0
     assert planner.conv1.conv2d.weight.grad.abs().sum() > 0
     assert all(p.grad is not None for n, p in actor.named_parameters() if not n.startswith("in1_d"))
+
+
+def test_vector_plan_q_gradient_needs_rsample():
+    from planner import ConvPlanner
+
+    norms = []
+    for use_rsample in (True, False):
+        torch.manual_seed(0)
+        planner, critic = ConvPlanner(3, 32, plan_dim=8, width=8), Critic(3, 32, (8,))
+        state = torch.randn(4, 3, 32, 32)
+        dist, _ = planner(state)
+        plan = dist.rsample() if use_rsample else dist.sample()
+        planner_loss(dist.log_prob(plan), *critic(state, plan), alpha=0.0).backward()
+        grads = [p.grad.norm() for p in planner.parameters() if p.grad is not None]
+        norms.append(float(sum(grads)) if grads else 0.0)
+    assert norms[0] > 1e-6 and norms[1] == 0.0

@@ -101,3 +101,27 @@ def test_released_weights_wrong_file_is_a_clear_error(tmp_path):
     torch.save(bad, path)
     with pytest.raises(DataError, match="has shape"):
         load_released_weights(StylePlanner(), str(path))
+
+
+@pytest.mark.parametrize("size,width,plan_dim", [(64, 8, 16), (128, 16, 32)])
+def test_vector_plan_networks_shapes(size, width, plan_dim):
+    from actor import ConvActor
+    from planner import ConvPlanner
+
+    planner = ConvPlanner(6, size, plan_dim, width)
+    actor, critic = ConvActor(planner.widths, plan_dim), Critic(6, size, planner.plan_shape(size))
+    state = torch.randn(3, 6, size, size)
+    dist, features = planner(state)
+    plan = dist.rsample()
+    assert plan.shape == dist.mean.shape == (3, plan_dim) and dist.log_prob(plan).shape == (3,)
+    assert [f.shape[-1] for f in features][-1] == 4 and features[0].shape[-1] == size // 2
+    action = actor(plan, features)
+    assert action.shape == (3, 3, size, size) and action.abs().max() <= 1
+    assert critic(state, plan)[0].shape == (3,)
+
+
+def test_vector_planner_refuses_odd_sizes():
+    from planner import ConvPlanner
+
+    with pytest.raises(ValueError, match="power of two"):
+        ConvPlanner(3, 96)
