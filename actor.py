@@ -50,11 +50,13 @@ class ConvActor(nn.Module):
 
     The plan (B, P) is spread over 4 x 4, then up-blocks (nearest x2, conv, BN, LeakyReLU) climb back
     to full size, concatenating the planner feature of each scale (U-Net style); a last 3x3 conv
-    gives the image, clamped to [-1, 1]. `widths` are the ConvPlanner's.
+    gives the image, clamped to [-1, 1]. `widths` are the ConvPlanner's. With `patch=True` the last
+    upsample is left out and the action is the half-size patch (S/2 x S/2) of face inpainting.
     """
 
-    def __init__(self, widths: list[int], plan_dim: int = 256, out_channels: int = 3) -> None:
+    def __init__(self, widths: list[int], plan_dim: int = 256, out_channels: int = 3, patch: bool = False) -> None:
         super().__init__()
+        self.patch = patch
         self.blocks = nn.ModuleList()
         c = plan_dim
         for w in reversed(widths):                 # coarsest (4 x 4) first
@@ -68,5 +70,6 @@ class ConvActor(nn.Module):
             if i > 0:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
             h = block(torch.cat([h, f], 1))               # (B, w_i, s, s), s = f's size
-        h = F.interpolate(h, scale_factor=2, mode="nearest")  # (B, w_0, S, S)
-        return self.out(h).clamp(-1, 1)                   # (B, 3, S, S)
+        if not self.patch:
+            h = F.interpolate(h, scale_factor=2, mode="nearest")  # (B, w_0, S, S)
+        return self.out(h).clamp(-1, 1)                   # (B, 3, S, S), or (B, 3, S/2, S/2) for a patch

@@ -5,6 +5,10 @@ Built-in style-transfer data (no download):
            astronaut and chelsea the cat held out for evaluation), sampled as random crops;
   style    `swirls`, a bold procedurally generated painting-like image (`make_style_image`).
 Real data: `--content-dir` (any folder of images, e.g. MS-COCO train2014) and `--style-image`.
+
+Built-in face-inpainting data (no download): the 100 grey 25 x 25 LFW faces of scikit-image's
+`lfw_subset`, upscaled to the working size; every 5th face is held out. They are a stand-in that
+shows the method working in minutes, not a benchmark: real numbers need CelebA-HQ (`--data-root`).
 All images come back as float tensors (3, H, W) in [0, 1].
 """
 from __future__ import annotations
@@ -150,6 +154,83 @@ class ContentImages:
     def fixed(self, n: int) -> torch.Tensor:
         """The first n sources as centre crops, for evaluation grids: (n, 3, S, S)."""
         return torch.stack([center_crop(self.load(s), self.size) for s in self.sources[:n]]).clamp(0, 1)
+
+    @property
+    def names(self) -> list[str]:
+        return [str(s) for s in self.sources]
+
+
+class FaceImages:
+    """Faces for inpainting, resized and centre-cropped to S x S.
+
+    `folder=None`: the built-in LFW faces (see the module docstring), with every 5th face held out.
+    A folder (CelebA / CelebA-HQ layout: any jpg/png, any size, searched recursively) is split
+    deterministically: every 10th file, sorted by name, is held out. Training samples are flipped
+    at random; the built-in faces are also shifted by up to S/16 pixels (they are few).
+    """
+
+    def __init__(self, folder: str | None, split: str, size: int) -> None:
+        self.size, self.cache, self.folder = size, {}, folder
+        if folder is None:
+            import skimage.data
+
+            faces = torch.from_numpy(skimage.data.lfw_subset()[:100].astype(np.float32))  # (100, 25, 25) in [0, 1]
+            keep = [i for i in range(100) if (i % 5 == 0) == (split == "test")]
+            self.margin = size // 16
+            big = F.interpolate(faces[keep, None], size=(size + 2 * self.margin,) * 2, mode="bilinear",
+                                align_corners=False).clamp(0, 1).repeat(1, 3, 1, 1)  # grey -> RGB
+            self.sources: list = [f"lfw_subset[{i}]" for i in keep]
+            self.cache = dict(zip(self.sources, big))
+        else:
+            files = list_images(folder)
+            chosen = files[::10] if split == "test" else [f for i, f in enumerate(files) if i % 10] or files
+            self.sources, self.margin = chosen, 0
+            check_sizes(chosen, size)
+
+    def load(self, source: str) -> torch.Tensor:
+        if source in self.cache:
+            return self.cache[source]
+        image = center_crop(load_image(source), self.size).clamp(0, 1)
+        if len(self.cache) < 4096:  # bounded memory for large folders
+            self.cache[source] = image
+        return image
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n random training faces (random flip and shift): (n, 3, S, S)."""
+        faces = []
+        for _ in range(n):
+            i = int(torch.randint(len(self.sources), (1,), generator=generator))
+            dy, dx = torch.randint(2 * self.margin + 1, (2,), generator=generator).tolist()
+            face = self.load(self.sources[i])[:, dy:dy + self.size, dx:dx + self.size]
+            faces.append(face.flip(2) if torch.rand(1, generator=generator).item() < 0.5 else face)
+        return torch.stack(faces)
+
+    def fixed(self, n: int) -> torch.Tensor:
+        """The first n held-out faces, unshifted and unflipped: (n, 3, S, S)."""
+        m = self.margin
+        return torch.stack([self.load(s)[:, m:m + self.size, m:m + self.size] for s in self.sources[:n]])
+
+    @property
+    def names(self) -> list[str]:
+        return [os.path.relpath(s, self.folder) if self.folder else s for s in self.sources]
+
+
+def check_sizes(files: list[str], size: int) -> None:
+    """Refuse, in one line, files that cannot be read or are smaller than the working size (header only)."""
+    small = []
+    for path in files:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(path) as im:
+                    w, h = im.size
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise DataError(f"{path}: cannot read as an image ({type(e).__name__})") from None
+        if min(w, h) < size:
+            small.append(f"{os.path.basename(path)} ({w}x{h})")
+    if small:
+        raise DataError(f"{len(small)} image(s) smaller than the working size {size}x{size}, e.g. {small[0]}: "
+                        f"use a smaller --image-size or remove them")
 
 
 def make_style_image(size: int = 256) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Environments: state, transition T(s, a) and reward R(s', y) of each task (README E1, E10, E11).
+"""Environments: state, transition T(s, a) and reward R(s', y) of each task (README E1, E10, E11, E15, E16).
 
 An environment holds N episodes at once and steps them as one batch. Its interface is the same
 for every task, so `train.py` and `evaluate.py` have one code path:
@@ -6,8 +6,10 @@ for every task, so `train.py` and `evaluate.py` have one code path:
     state = env.reset(source)                 # s_0, (N, C, H, W)
     state, reward, done = env.step(action)    # s_t+1, r_t (N,), d_t (N,)
     env.extras()                              # task extras stored with each transition
-    env.auxiliary_loss(action, batch)         # J_Aux's task loss on a replayed minibatch (E9)
+    env.auxiliary_loss(action, batch, D)      # J_Aux's task loss on a replayed minibatch (E9);
+                                              # D: the discriminator of GAN tasks, or None
     env.buffer_fields()                       # how the replay buffer stores the above
+    env.to_image(state)                       # a state as [0, 1] RGB, for pictures and metrics
 
 `done` marks a task-defined terminal state (success); running out of steps (T_max) is a time
 limit handled by the training loop and never written into the Bellman target.
@@ -17,7 +19,8 @@ from __future__ import annotations
 import torch
 
 from buffer import Field
-from losses import STYLE_LAYERS, auxiliary_loss_style, content_loss, gram_matrix, style_loss
+from losses import (STYLE_LAYERS, auxiliary_loss_inpaint, auxiliary_loss_style, content_loss, gram_matrix,
+                    overlap_weights, psnr, style_loss)
 from vgg import IMAGENET_MEAN, IMAGENET_STD, VGG16
 
 
@@ -76,7 +79,10 @@ class StyleEnv:
     def extras(self) -> dict[str, torch.Tensor]:
         return {"content": self.content}
 
-    def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor]
+    def to_image(self, state: torch.Tensor) -> torch.Tensor:
+        return denormalize(state)
+
+    def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """E14 on a replayed minibatch: content against the episode's *original* content image."""
         with torch.no_grad():
@@ -90,3 +96,75 @@ class StyleEnv:
         features = self.vgg(image)
         return {"content_loss": content_loss(features, self.vgg(content, last="relu2_2")),
                 "style_loss": style_loss(features, self.style_grams)}
+
+
+def hole_geometry(image_size: int) -> tuple[int, int, int]:
+    """(start, end, ring) of the centre patch [start:end] and its overlap ring, in proportion to the
+    paper's 128 x 128 faces: patch [32:96], ring 4, hole [36:92]. At 64: [16:48], ring 2."""
+    return image_size // 4, 3 * image_size // 4, max(1, image_size // 32)
+
+
+class InpaintEnv:
+    """Face inpainting with a centre hole (METHOD.md 5.1). Images are in [-1, 1].
+
+    The action is the centre patch [start:end] (S/2 x S/2); the hole is its inner region, the patch
+    less a `ring`-pixel border that overlaps the known face (predicted, weighted, never pasted).
+    E15: s_0 = x with the hole filled white; s_t+1 = s_0 with the inner region of a_t pasted in
+         (not cumulative: always into the original masked image).
+    E16: r_t = PSNR(a_t, y_centre) + bonus * d_t, d_t = [PSNR > success_psnr], times `reward_scale`
+         (1 in the paper; the presets use 0.01 so that Q, and the planner's gradient from it, stay
+         near the size of J_Aux's: see README, differences).
+    """
+
+    def __init__(self, image_size: int, rec_weight: float = 1.2, adv_weight: float = 0.001,
+                 success_psnr: float = 26.0, bonus: float = 10.0, reward_scale: float = 1.0) -> None:
+        self.start, self.end, self.ring = hole_geometry(image_size)
+        self.rec_weight, self.adv_weight = rec_weight, adv_weight
+        self.success_psnr, self.bonus, self.reward_scale = success_psnr, bonus, reward_scale
+        self.weights = overlap_weights(self.end - self.start, self.ring)  # E17's W, (1, 1, P, P)
+        self.masked: torch.Tensor | None = None
+        self.target: torch.Tensor | None = None
+
+    @property
+    def hole(self) -> tuple[slice, slice]:
+        """Index of the hole (the pasted inner region) in an image: image[..., rows, cols]."""
+        a, b = self.start + self.ring, self.end - self.ring
+        return slice(a, b), slice(a, b)
+
+    def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
+        image, patch = (3, image_size, image_size), (3, self.end - self.start, self.end - self.start)
+        return {"state": Field(image, torch.uint8, -1.0, 1.0), "plan": Field(plan_shape), "reward": Field(()),
+                "next_state": Field(image, torch.uint8, -1.0, 1.0), "done": Field(()),
+                "target": Field(patch, torch.uint8, -1.0, 1.0)}
+
+    def reset(self, image: torch.Tensor) -> torch.Tensor:
+        """image: (N, 3, S, S) in [0, 1] -> s_0 (N, 3, S, S) in [-1, 1], the hole white."""
+        x = image * 2 - 1
+        self.target = x[..., self.start:self.end, self.start:self.end].clone()  # y_centre, (N, 3, P, P)
+        self.masked = x.clone()
+        self.masked[(..., *self.hole)] = 1.0                                      # E15: s_0
+        return self.masked
+
+    @torch.no_grad()
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """action: the patch (N, 3, P, P) -> s_t+1, r_t (N,), d_t (N,)."""
+        r = self.ring
+        state = self.masked.clone()
+        state[(..., *self.hole)] = action[..., r:-r, r:-r]      # E15: paste the inner region into s_0
+        score = psnr(action, self.target)                       # E16, on the whole patch
+        done = (score > self.success_psnr).float()
+        return state, self.reward_scale * (score + self.bonus * done), done  # E16: r_t, d_t
+
+    def extras(self) -> dict[str, torch.Tensor]:
+        return {"target": self.target}
+
+    def to_image(self, state: torch.Tensor) -> torch.Tensor:
+        return ((state + 1) / 2).clamp(0, 1)
+
+    def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """E20 on a replayed minibatch: the patch against the ground-truth centre, plus the adversarial
+        term once the discriminator is on."""
+        fake_logits = discriminator(action) if discriminator is not None else None
+        return auxiliary_loss_inpaint(action, batch["target"], self.weights.to(action.device), fake_logits,
+                                      self.rec_weight, self.adv_weight)

@@ -1,8 +1,10 @@
 """Evaluate a trained agent: k deterministic steps, pictures and a per-step table.
 
-    python evaluate.py --task style --checkpoint runs/style-seed1/checkpoint.pt --steps 1 5 10
+    python evaluate.py --checkpoint runs/style-seed1/checkpoint.pt --steps 1 5 10
+    python evaluate.py --checkpoint runs/inpaint-seed1/checkpoint.pt --steps 1 2 3 4 5
     python evaluate.py --task style --planner-weights planner.pth --actor-weights actor.pth \
-        --style-image starry.jpg --image-size 256          # the authors' released weights
+        --style-image starry.jpg --image-size 256          # the authors' released style weights
+    python evaluate.py --compare runs/inpaint-rl-seed* runs/inpaint-onestep-seed*   # the ablation table
 
 Inference (Algorithm 1, last lines): s_0 from x, then p_t = mean of pi(. | s_t), a_t = mu(s_t, p_t),
 s_t+1 = T(s_t, a_t); every intermediate state is a usable output.
@@ -17,15 +19,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from actor import StyleActor
-from data import ContentImages, DataError, load_style_image
-from env import StyleEnv, denormalize
-from planner import StylePlanner
-from vgg import VGGError, load_vgg16
+from data import DataError
+from env import denormalize
+from losses import psnr
+from vgg import VGGError
 
 
 @torch.no_grad()
-def rollout(planner: torch.nn.Module, actor: torch.nn.Module, env: StyleEnv, source: torch.Tensor,
+def rollout(planner: torch.nn.Module, actor: torch.nn.Module, env, source: torch.Tensor,
             steps: int) -> list[torch.Tensor]:
     """States s_0 ... s_steps with the plan mean (no exploration): a list of (N, C, H, W)."""
     planner.eval(), actor.eval()
@@ -66,16 +67,16 @@ def save_grid(rows: list[list[torch.Tensor]], path: str, labels: list[str], scal
     grid.save(path)
 
 
-def evaluate_style(planner: torch.nn.Module, actor: torch.nn.Module, env: StyleEnv, content: torch.Tensor,
-                   style: torch.Tensor, steps: list[int], grid_path: str) -> list[dict]:
+def evaluate_style(task: dict, content: torch.Tensor, steps: list[int], grid_path: str) -> list[dict]:
     """Per-step table (content loss, style loss, SSIM to content) and the grid content | steps | style."""
-    states = rollout(planner, actor, env, content, max(steps))
+    env, style = task["env"], task["style"]
+    states = rollout(task["planner"], task["actor"], env, content, max(steps))
     table = []
     for k in [0, *steps]:
         m = env.metrics(states[k], states[0])
-        table.append({"step": k, "content_loss": m["content_loss"].mean().item(),
-                      "style_loss": m["style_loss"].mean().item(),
-                      "ssim_to_content": ssim_to(denormalize(states[k]), content).mean().item()})
+        table.append({"step": k, "content loss": m["content_loss"].mean().item(),
+                      "style loss": m["style_loss"].mean().item(),
+                      "SSIM to content": ssim_to(denormalize(states[k]), content).mean().item()})
     scale = max(1, 128 // content.shape[-1])
     rows = [[content[i].cpu(), *[denormalize(states[k][i:i + 1])[0].cpu() for k in steps], style.cpu()]
             for i in range(content.shape[0])]
@@ -83,10 +84,74 @@ def evaluate_style(planner: torch.nn.Module, actor: torch.nn.Module, env: StyleE
     return table
 
 
-def print_table(table: list[dict]) -> None:
-    print(f"{'step':>5} {'content loss':>13} {'style loss':>12} {'SSIM to content':>16}")
+def evaluate_inpaint(task: dict, faces: torch.Tensor, steps: list[int], grid_path: str,
+                     grid_rows: int = 6) -> list[dict]:
+    """Per-step PSNR, SSIM, L1 and L2 (on [0, 1]) over the whole image and over the hole, averaged over
+    the faces; the grid input | steps | ground truth for the first `grid_rows` faces."""
+    env = task["env"]
+    states = rollout(task["planner"], task["actor"], env, faces, max(steps))
+    table = []
+    for k in [0, *steps]:  # step 0: the masked input
+        image, row = env.to_image(states[k]), {"step": k}
+        for region, index in (("whole", (...,)), ("hole", (..., *env.hole))):
+            a, b = image[index], faces[index]
+            row[f"PSNR {region}"] = psnr(2 * a - 1, 2 * b - 1).mean().item()
+            row[f"SSIM {region}"] = ssim_to(a, b).mean().item()
+            row[f"L1 {region}"] = (a - b).abs().mean().item()
+            row[f"L2 {region}"] = (a - b).pow(2).mean().item()
+        table.append(row)
+    scale = max(1, 128 // faces.shape[-1])
+    rows = [[env.to_image(states[0][i]).cpu(), *[env.to_image(states[k][i]).cpu() for k in steps], faces[i].cpu()]
+            for i in range(min(grid_rows, faces.shape[0]))]
+    save_grid(rows, grid_path, ["input", *[f"step {k}" for k in steps], "truth"], scale)
+    return table
+
+
+EVALUATE = {"style": evaluate_style, "inpaint": evaluate_inpaint}
+EVAL_IMAGES = {"style": 4, "inpaint": 10**6}  # held-out images evaluated by default (inpaint: all)
+
+
+def print_table(table: list[dict], path: str = "") -> None:
+    """Print the per-step table; with `path`, also write it as CSV."""
+    keys = list(table[0])
+    print(" ".join(f"{k:>12}" for k in keys))
     for r in table:
-        print(f"{r['step']:>5} {r['content_loss']:>13.4f} {r['style_loss']:>12.3e} {r['ssim_to_content']:>16.3f}")
+        print(" ".join(f"{r[k]:>12}" if k == "step" else f"{r[k]:>12.4g}" for k in keys))
+    if path:
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, keys)
+            writer.writeheader()
+            writer.writerows(table)
+
+
+def compare(runs: list[str], metrics: tuple[str, ...] = ("PSNR hole", "SSIM hole")) -> str:
+    """Markdown table of the final evaluations (eval.csv) of several runs, grouped by everything in
+    config.json except seed and name: mean and standard deviation over the seeds, at step 1 and at
+    the last evaluated step."""
+    import json
+
+    groups: dict[str, list[list[dict]]] = {}
+    for run in runs:
+        paths = [os.path.join(run, n) for n in ("config.json", "eval.csv")]
+        if not all(os.path.isfile(p) for p in paths):
+            raise DataError(f"{run}: no config.json and eval.csv (a finished train.py run folder?)")
+        with open(paths[0]) as f:
+            config = json.load(f)
+        with open(paths[1]) as f:
+            table = list(csv.DictReader(f))
+        label = f"{config['task']} --rl {config['rl']}, T_max {config['max_episode_steps']}"
+        key = json.dumps({k: v for k, v in config.items() if k not in ("seed", "name", "run_dir", "resume")})
+        groups.setdefault(key, [label]).append(table)
+    lines = ["| model | step | seeds | " + " | ".join(metrics) + " |", "|---|---|---|" + "---|" * len(metrics)]
+    for label, *tables in groups.values():
+        steps = sorted({int(tables[0][1]["step"]), int(tables[0][-1]["step"])})
+        for k in steps:
+            cells = []
+            for m in metrics:
+                values = np.array([float(next(r[m] for r in t if int(r["step"]) == k)) for t in tables])
+                cells.append(f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}")
+            lines.append(f"| {label} | {k} | {len(tables)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def plot_curves(csv_path: str, png_path: str) -> None:
@@ -98,15 +163,19 @@ def plot_curves(csv_path: str, png_path: str) -> None:
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     panels = [("return", "episode return"), ("aux_loss", "auxiliary loss J_Aux"), ("style", "style loss L_ST"),
-              ("content", "content loss L_CO"), ("critic_loss", "critic loss J_Q"), ("alpha", "temperature alpha")]
+              ("content", "content loss L_CO"), ("rec", "weighted L1 L_rec"), ("disc_loss", "discriminator J_D"),
+              ("critic_loss", "critic loss J_Q"), ("alpha", "temperature alpha")]
+    panels = [(k, t) for k, t in panels if any(r.get(k) for r in rows)][:6]  # the task's curves
     fig, axes = plt.subplots(2, 3, figsize=(12, 6))
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
     for ax, (key, title) in zip(axes.flat, panels):
         points = [(float(r["step"]), float(r[key])) for r in rows if r.get(key)]
         if points:
             ax.plot(*zip(*points))
         ax.set_title(title)
         ax.set_xlabel("environment step")
-        if key in ("aux_loss", "style", "critic_loss") and points and min(p[1] for p in points) > 0:
+        if key in ("aux_loss", "style", "rec", "critic_loss") and points and min(p[1] for p in points) > 0:
             ax.set_yscale("log")
     fig.tight_layout()
     fig.savefig(png_path, dpi=80)
@@ -115,16 +184,16 @@ def plot_curves(csv_path: str, png_path: str) -> None:
 
 def final_report(run: str, args, task: dict) -> None:
     """After training: evaluation grid and table on held-out images, curves, and where it all is."""
-    device = task["style"].device
-    content = task["test_data"].fixed(4).to(device)
+    device = next(task["planner"].parameters()).device
+    images = task["test_data"].fixed(min(EVAL_IMAGES[args.task], len(task["test_data"].sources))).to(device)
     steps = list(range(1, args.test_steps + 1)) if args.test_steps <= 10 else \
         sorted({1, *range(5, args.test_steps + 1, 5), args.test_steps})
-    table = evaluate_style(task["planner"], task["actor"], task["env"], content, task["style"], steps,
-                           os.path.join(run, "grid.png"))
-    print_table(table)
+    table = EVALUATE[args.task](task, images, steps, os.path.join(run, "grid.png"))
+    print(f"held-out evaluation, {images.shape[0]} images, plan mean:")
+    print_table(table, os.path.join(run, "eval.csv"))
     plot_curves(os.path.join(run, "progress.csv"), os.path.join(run, "curves.png"))
-    print(f"done: {run}/ holds config.json, progress.csv, checkpoint.pt, grid.png (content | steps | style) "
-          f"and curves.png")
+    print(f"done: {run}/ holds config.json, split.json, progress.csv, checkpoint.pt, eval.csv, grid.png "
+          "and curves.png")
 
 
 def load_released_weights(module: torch.nn.Module, path: str) -> None:
@@ -149,28 +218,37 @@ def load_released_weights(module: torch.nn.Module, path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from train import Args, Parser, resolve_device
+    from train import PRESETS, Args, Parser, build, resolve_device
 
     parser = Parser(description="Evaluate an RL-I2IT agent step by step.")
-    parser.add_argument("--task", default="style", choices=["style"])
+    parser.add_argument("--task", default=None, choices=list(PRESETS), help="task (default: the checkpoint's)")
     parser.add_argument("--checkpoint", default="", help="checkpoint.pt written by train.py")
-    parser.add_argument("--planner-weights", default="", help="planner file in the authors' released format")
-    parser.add_argument("--actor-weights", default="", help="actor file in the authors' released format")
+    parser.add_argument("--compare", nargs="+", default=None, metavar="RUN",
+                        help="print mean and spread over seeds of finished run folders, and exit")
+    parser.add_argument("--planner-weights", default="", help="style planner file in the authors' released format")
+    parser.add_argument("--actor-weights", default="", help="style actor file in the authors' released format")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 5, 10], help="steps k to show [1 5 10]")
-    parser.add_argument("--num-images", type=int, default=4, help="held-out images in the grid [4]")
+    parser.add_argument("--num-images", type=int, default=0, help="held-out images [style: 4, inpaint: all]")
     parser.add_argument("--out", default="", help="output folder [the checkpoint's folder, or eval/]")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--image-size", type=int, default=0, help="override the image size")
-    parser.add_argument("--content-dir", default=None, help="override the content folder")
-    parser.add_argument("--style-image", default=None, help="override the style image")
-    parser.add_argument("--vgg", default=None, help="override the VGG-16 weights (auto, torchvision, hed, random)")
+    for name in ("content-dir", "style-image", "vgg", "data-root"):
+        parser.add_argument(f"--{name}", default=None, help=f"override the run's --{name}")
     opts = parser.parse_args(argv)
+    if opts.compare:
+        try:
+            print(compare(opts.compare))
+        except DataError as e:
+            sys.exit(f"error: {e}")
+        return
     if bool(opts.checkpoint) == bool(opts.planner_weights or opts.actor_weights):
         parser.error("give either --checkpoint or both --planner-weights and --actor-weights")
     if not opts.checkpoint and not (opts.planner_weights and opts.actor_weights):
         parser.error("--planner-weights and --actor-weights go together")
-    if min(opts.steps) < 1:
-        parser.error("--steps must be positive")
+    if not opts.checkpoint and opts.task not in (None, "style"):
+        parser.error("released weights are read for --task style only; use --checkpoint")
+    if min(opts.steps) < 1 or opts.num_images < 0:
+        parser.error("--steps must be positive and --num-images not negative")
 
     try:
         if opts.checkpoint:
@@ -178,31 +256,33 @@ def main(argv: list[str] | None = None) -> None:
                 raise DataError(f"--checkpoint {opts.checkpoint}: no such file")
             state = torch.load(opts.checkpoint, map_location="cpu", weights_only=False)
             args = Args(**state["args"])
+            if opts.task not in (None, args.task):
+                raise DataError(f"--task {opts.task}: the checkpoint was trained for --task {args.task}")
         else:
-            state, args = None, Args(image_size=256)
-        for name in ("content_dir", "style_image", "vgg"):
+            state, args = None, Args(task="style", image_size=256)
+        for name in ("content_dir", "style_image", "vgg", "data_root"):
             if getattr(opts, name) is not None:
                 setattr(args, name, getattr(opts, name))
         args.image_size = opts.image_size or args.image_size
         device = resolve_device(opts.device)
-        vgg = load_vgg16(args.vgg, args.vgg_weights or None).to(device)
-        style = load_style_image(args.style_image or None, args.image_size).to(device)
-        env = StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight)
-        planner, actor = StylePlanner().to(device), StyleActor().to(device)
+        task = build(args, device)
         if state is not None:
-            planner.load_state_dict(state["planner"])
-            actor.load_state_dict(state["actor"])
+            task["planner"].load_state_dict(state["planner"])
+            task["actor"].load_state_dict(state["actor"])
         else:
-            load_released_weights(planner, opts.planner_weights)
-            load_released_weights(actor, opts.actor_weights)
-        content = ContentImages(args.content_dir or None, "test", args.image_size).fixed(opts.num_images).to(device)
+            load_released_weights(task["planner"], opts.planner_weights)
+            load_released_weights(task["actor"], opts.actor_weights)
+        test = task["test_data"]
+        n = min(opts.num_images or EVAL_IMAGES[args.task], len(test.sources))
+        images = test.fixed(n).to(device)
         out = opts.out or (os.path.dirname(opts.checkpoint) if opts.checkpoint else "eval")
         os.makedirs(out, exist_ok=True)
         grid = os.path.join(out, "eval_grid.png")
-        table = evaluate_style(planner, actor, env, content, style, sorted(set(opts.steps)), grid)
+        table = EVALUATE[args.task](task, images, sorted(set(opts.steps)), grid)
     except (DataError, VGGError) as e:
         sys.exit(f"error: {e}")
-    print(f"VGG-16 weights: {vgg.source}; {content.shape[0]} held-out images at {args.image_size}x{args.image_size}")
+    source = f"VGG-16 weights: {task['vgg'].source}; " if "vgg" in task else ""
+    print(f"{source}{n} held-out images at {args.image_size}x{args.image_size}, plan mean")
     print_table(table)
     print(f"grid: {grid}")
 

@@ -1,10 +1,12 @@
-"""Losses of the Planner-Actor-Critic (README equations E4 to E9) and the style auxiliary loss (E12 to E14).
+"""Losses of the Planner-Actor-Critic (README equations E4 to E9) and the task losses: style transfer
+(E12 to E14) and face inpainting (E16 to E20).
 
 Every loss is a top-level function of tensors, so a test can call it on hand-built numbers.
 `train.py` calls them in the order of Algorithm 1.
 
 Code name -> paper symbol:  critic_loss -> J_Q(theta),  planner_loss -> J_kappa(psi),
-temperature_loss -> J(alpha),  auxiliary_loss_style -> J_Aux(psi, phi) for style transfer.
+temperature_loss -> J(alpha),  auxiliary_loss_style / auxiliary_loss_inpaint -> J_Aux(psi, phi) of the
+task,  discriminator_loss -> J_D(omega),  generator_loss -> L_adv.
 """
 from __future__ import annotations
 
@@ -99,3 +101,45 @@ def auxiliary_loss_style(action: torch.Tensor, action_features: VGGFeatures, con
     l_tv = total_variation(action).mean()
     loss = l_co + style_weight * l_st + tv_weight * l_tv  # E14
     return loss, {"content": l_co.detach(), "style": l_st.detach(), "tv": l_tv.detach()}
+
+
+# ---------------------------------------------------------------- face inpainting (E16 to E20)
+def psnr(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """E16's PSNR of images in [-1, 1], per sample: (B,). Equal to PSNR on [0, 255] (peak 255):
+    255^2 / MSE_255 = 2^2 / MSE_[-1,1]. Capped at 100 dB for identical images."""
+    mse = (image - target).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(4.0 / mse.clamp_min(4e-10))  # E16: 10 log10(peak^2 / MSE)
+
+
+def overlap_weights(patch_size: int, ring: int, inside: float = 0.998, ring_factor: float = 5.0) -> torch.Tensor:
+    """E17's W for a patch: `inside` on the inner region, `ring_factor * inside` on the `ring`-pixel
+    border that overlaps the known image. (1, 1, P, P)."""
+    w = torch.full((1, 1, patch_size, patch_size), ring_factor * inside)
+    w[..., ring:patch_size - ring, ring:patch_size - ring] = inside
+    return w
+
+
+def weighted_l1(action: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """E17: L_rec = mean(W * |a - y_centre|) over batch, channels and pixels."""
+    return (weights * (action - target).abs()).mean()  # E17
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """E18: J_D = BCE(sigmoid(D(y)), 1) + BCE(sigmoid(D(a)), 0), the action detached by the caller."""
+    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))  # E18
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """E19: L_adv = BCE(sigmoid(D(a)), 1) = -log D(a), the non-saturating generator loss."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))  # E19
+
+
+def auxiliary_loss_inpaint(action: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
+                           fake_logits: torch.Tensor | None, rec_weight: float = 1.2,
+                           adv_weight: float = 0.001) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """E20: J_Aux = 1.2 L_rec + 0.001 L_adv; L_adv only once the discriminator is on (`fake_logits`)."""
+    l_rec = weighted_l1(action, target, weights)
+    l_adv = generator_loss(fake_logits) if fake_logits is not None else torch.zeros((), device=action.device)
+    loss = rec_weight * l_rec + adv_weight * l_adv  # E20
+    return loss, {"rec": l_rec.detach(), "adv": l_adv.detach()}

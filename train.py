@@ -2,6 +2,9 @@
 
     python train.py --task style                  # built-in data, CPU preset (~8 min on 2 cores)
     python train.py --task style --content-dir COCO/train2014 --style-image starry.jpg --device cuda
+    python train.py --task inpaint                # built-in faces, CPU preset
+    python train.py --task inpaint --data-root CelebA-HQ/ --device cuda
+    python train.py --task inpaint --rl off       # the one-step ablation: J_Aux only, same networks
 
 The loop below follows Algorithm 1 line by line (comments "A1.n"); bookkeeping (logging,
 checkpoints, pictures) is kept apart in the functions at the bottom. Equation numbers (E1...)
@@ -23,19 +26,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from actor import StyleActor
+from actor import ConvActor, StyleActor
 from buffer import ReplayBuffer
 from critic import Critic, target_copy
-from data import ContentImages, DataError, load_style_image
-from env import StyleEnv
-from losses import critic_loss, planner_loss, soft_bellman_target, soft_update, temperature_loss
-from planner import StylePlanner
+from data import ContentImages, DataError, FaceImages, load_style_image
+from discriminator import Discriminator
+from env import InpaintEnv, StyleEnv
+from losses import (critic_loss, discriminator_loss, planner_loss, soft_bellman_target, soft_update,
+                    temperature_loss)
+from planner import ConvPlanner, StylePlanner
 from vgg import VGGError, load_vgg16
 
 
 @dataclass
 class Args:
-    task: str = field(default="style", metadata={"help": "task to train: style"})
+    task: str = field(default="style", metadata={"help": "task to train: style or inpaint"})
+    rl: str = field(default="on", metadata={"help": "on: RL-I2IT; off: the one-step ablation (J_Aux only, T_max 1, no critic)"})
     seed: int = field(default=1, metadata={"help": "seeds Python, NumPy and torch"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
     deterministic: bool = field(default=True, metadata={"help": "bitwise repeatable runs (torch deterministic algorithms)"})
@@ -57,6 +63,8 @@ class Args:
     lr: float = field(default=1e-4, metadata={"help": "planner and actor learning rate (paper: 1e-4 for style)"})
     critic_lr: float = field(default=1e-5, metadata={"help": "critic learning rate (paper: 1e-5 for style)"})
     alpha_lr: float = field(default=1e-4, metadata={"help": "temperature learning rate"})
+    beta1: float = field(default=0.9, metadata={"help": "Adam beta1 of every optimiser (face code: 0.5)"})
+    beta2: float = field(default=0.999, metadata={"help": "Adam beta2 of every optimiser (face code: 0.9)"})
     init_log_alpha: float = field(default=-0.3, metadata={"help": "initial log alpha (authors: -0.3)"})
     target_entropy: float = field(default=float("nan"), metadata={"help": "H_bar (default: -dim(plan))"})
     kl_weight: float = field(default=0.0, metadata={"help": "beta of E6's optional KL term (SPAC: 0.01; vision tasks: 0)"})
@@ -70,6 +78,16 @@ class Args:
     kappa: float = field(default=1e6, metadata={"help": "reward scale: r = -kappa * style loss (paper: 1e6)"})
     style_weight: float = field(default=1e5, metadata={"help": "lambda, style weight of J_Aux (paper: 1e5)"})
     tv_weight: float = field(default=1e-7, metadata={"help": "beta, total-variation weight of J_Aux (paper: 1e-7)"})
+    # face inpainting
+    data_root: str = field(default="", metadata={"help": "folder of face images, e.g. CelebA-HQ (default: built-in LFW faces)"})
+    plan_dim: int = field(default=256, metadata={"help": "plan size P (paper figure: 256; authors' code: 512)"})
+    width: int = field(default=32, metadata={"help": "base width of planner and actor (paper figure: 32; authors' code: 64)"})
+    rec_weight: float = field(default=1.2, metadata={"help": "weight of the overlap-weighted L1 in J_Aux (paper: 1.2)"})
+    adv_weight: float = field(default=0.001, metadata={"help": "weight of the adversarial term in J_Aux (paper: 0.001)"})
+    disc_lr: float = field(default=4e-5, metadata={"help": "discriminator learning rate (paper: 4e-5)"})
+    gan_warmup: float = field(default=0.5, metadata={"help": "fraction of the run before the adversarial term starts (authors: 10,000 episodes)"})
+    success_psnr: float = field(default=26.0, metadata={"help": "PSNR above which the episode succeeds: +10 reward, done (paper: 26)"})
+    reward_scale: float = field(default=1.0, metadata={"help": "multiplies the PSNR reward (paper: 1; presets: 0.01)"})
 
 
 # --task presets: explicit flags override them. "cpu" is sized for ~10 minutes on 2 cores and departs
@@ -80,6 +98,14 @@ PRESETS = {
                     lr=2e-3, critic_lr=1e-4, learning_starts=32, buffer_size=3000, kappa=1e4, style_weight=2e3,
                     init_log_alpha=-5.0),
         "cuda": dict(image_size=256, num_envs=16, batch_size=8, total_steps=40000, learning_starts=1000),
+    },
+    "inpaint": {
+        "cpu": dict(image_size=64, num_envs=16, batch_size=32, total_steps=1500, max_episode_steps=5, test_steps=5,
+                    buffer_size=5000, learning_starts=256, lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3, beta1=0.5,
+                    beta2=0.9, disc_lr=2e-4, init_log_alpha=-5.0, save_every=100, reward_scale=0.01),
+        "cuda": dict(image_size=128, num_envs=32, batch_size=32, total_steps=100000, max_episode_steps=20,
+                     test_steps=15, buffer_size=100000, learning_starts=2000, lr=2e-4, critic_lr=2e-4, alpha_lr=2e-4,
+                     beta1=0.5, beta2=0.9, save_every=100, reward_scale=0.01),
     },
 }
 
@@ -114,10 +140,22 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
                  "update_every", "planner_every", "image_size", "save_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.image_size % 4:
-        parser.error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
     if args.image_size < 16:
         parser.error(f"--image-size {args.image_size}: must be at least 16")
+    if args.task == "style" and args.image_size % 4:
+        parser.error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
+    if args.task == "inpaint" and args.image_size & (args.image_size - 1):
+        parser.error(f"--image-size {args.image_size}: must be a power of two for --task inpaint (32, 64, 128, ...)")
+    if args.rl not in ("on", "off"):
+        parser.error(f"--rl {args.rl}: choose on or off")
+    if args.rl == "off":
+        if given.get("max_episode_steps", 1) != 1:
+            parser.error("--rl off trains the one-step model: --max-episode-steps must be 1 (or left out)")
+        args.max_episode_steps = 1
+    for flag, name, task in (("--data-root", "data_root", "inpaint"), ("--content-dir", "content_dir", "style"),
+                             ("--style-image", "style_image", "style")):
+        if given.get(name) and args.task != task:
+            parser.error(f"{flag} is for --task {task}, not --task {args.task}")
     return args, given
 
 
@@ -137,15 +175,25 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def build(args: Args, device: torch.device) -> dict:
     """Networks, environment and data of the task: the only place where tasks differ."""
-    vgg = load_vgg16(args.vgg, args.vgg_weights or None).to(device)
-    style = load_style_image(args.style_image or None, args.image_size).to(device)
-    env = StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight)
-    planner, actor = StylePlanner().to(device), StyleActor().to(device)
-    plan_shape = planner.plan_shape(args.image_size)
-    critic = Critic(3, args.image_size, plan_shape).to(device)
-    return dict(vgg=vgg, style=style, env=env, planner=planner, actor=actor, critic=critic, plan_shape=plan_shape,
-                train_data=ContentImages(args.content_dir or None, "train", args.image_size),
-                test_data=ContentImages(args.content_dir or None, "test", args.image_size))
+    size = args.image_size
+    if args.task == "style":
+        vgg = load_vgg16(args.vgg, args.vgg_weights or None).to(device)
+        style = load_style_image(args.style_image or None, size).to(device)
+        task = dict(vgg=vgg, style=style, env=StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight),
+                    planner=StylePlanner(), actor=StyleActor(),
+                    train_data=ContentImages(args.content_dir or None, "train", size),
+                    test_data=ContentImages(args.content_dir or None, "test", size))
+    else:  # inpaint
+        env = InpaintEnv(size, args.rec_weight, args.adv_weight, args.success_psnr, reward_scale=args.reward_scale)
+        planner = ConvPlanner(3, size, args.plan_dim, args.width)
+        task = dict(env=env, planner=planner, actor=ConvActor(planner.widths, args.plan_dim, patch=True),
+                    discriminator=Discriminator(3, env.end - env.start).to(device),
+                    train_data=FaceImages(args.data_root or None, "train", size),
+                    test_data=FaceImages(args.data_root or None, "test", size))
+    task["planner"], task["actor"] = task["planner"].to(device), task["actor"].to(device)
+    task["plan_shape"] = task["planner"].plan_shape(size)
+    task["critic"] = Critic(3, size, task["plan_shape"]).to(device) if args.rl == "on" else None
+    return task
 
 
 def train(args: Args) -> tuple[str, dict]:
@@ -153,19 +201,23 @@ def train(args: Args) -> tuple[str, dict]:
     seed_everything(args.seed, args.deterministic)
     task = build(args, device)
     env, planner, actor, critic = task["env"], task["planner"], task["actor"], task["critic"]
-    plan_shape = task["plan_shape"]
+    plan_shape, betas = task["plan_shape"], (args.beta1, args.beta2)
 
-    # A1.1: initialise planner psi, actor phi, critics theta_1,2, targets theta-bar <- theta, log alpha, D
-    critic_target = target_copy(critic)  # E8, hard copy at start
+    # A1.1: initialise planner psi, actor phi, critics theta_1,2, targets theta-bar <- theta, log alpha,
+    #       (GAN tasks) discriminator omega, replay buffer D
     log_alpha = torch.tensor(args.init_log_alpha, device=device, requires_grad=True)
     target_entropy = -float(np.prod(plan_shape)) if np.isnan(args.target_entropy) else args.target_entropy
-    planner_opt = torch.optim.Adam(planner.parameters(), lr=args.lr)                  # psi: J_kappa and J_Aux
-    actor_opt = torch.optim.Adam(actor.parameters(), lr=args.lr)                      # phi: J_Aux
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=args.critic_lr)             # J_Q(theta)
-    alpha_opt = torch.optim.Adam([log_alpha], lr=args.alpha_lr)                       # J(alpha)
+    modules = dict(planner=planner, actor=actor,
+                   planner_opt=torch.optim.Adam(planner.parameters(), args.lr, betas),  # psi: J_kappa and J_Aux
+                   actor_opt=torch.optim.Adam(actor.parameters(), args.lr, betas))      # phi: J_Aux
+    if critic is not None:  # --rl on; the one-step ablation has no critic and no temperature
+        modules.update(critic=critic, critic_target=target_copy(critic),                # E8, hard copy at start
+                       critic_opt=torch.optim.Adam(critic.parameters(), args.critic_lr, betas),  # J_Q(theta)
+                       alpha_opt=torch.optim.Adam([log_alpha], args.alpha_lr, betas))          # J(alpha)
+    if "discriminator" in task:
+        modules.update(discriminator=task["discriminator"],                             # D_omega: J_D
+                       discriminator_opt=torch.optim.Adam(task["discriminator"].parameters(), args.disc_lr, betas))
     buffer = ReplayBuffer(args.buffer_size, env.buffer_fields(args.image_size, plan_shape), device)
-    modules = dict(planner=planner, actor=actor, critic=critic, critic_target=critic_target,
-                   planner_opt=planner_opt, actor_opt=actor_opt, critic_opt=critic_opt, alpha_opt=alpha_opt)
     data_rng = torch.Generator().manual_seed(args.seed)
     sample_rng = torch.Generator(device=device).manual_seed(args.seed)
 
@@ -176,6 +228,8 @@ def train(args: Args) -> tuple[str, dict]:
     if args.resume:
         step, episode, updates = load_checkpoint(resume_path(args.resume), modules, log_alpha, data_rng, sample_rng)
     print_config(args, run, device, task, buffer)
+    with open(os.path.join(run, "split.json"), "w") as f:  # the deterministic train/test split
+        json.dump({"train": task["train_data"].names, "test": task["test_data"].names}, f, indent=1)
     log = ProgressLog(os.path.join(run, "progress.csv"), append=bool(args.resume))
 
     bar = tqdm(total=args.total_steps, initial=step, desc=f"{args.task}", unit="step", dynamic_ncols=True)
@@ -201,8 +255,9 @@ def train(args: Args) -> tuple[str, dict]:
                 bar.update(1)
                 if buffer.size >= args.learning_starts and step % args.update_every == 0:  # A1.9
                     updates += 1
+                    gan_on = step >= args.gan_warmup * args.total_steps  # adversarial term after the warm-up
                     for k, v in update(args, task, buffer, modules, log_alpha, target_entropy, updates,
-                                       sample_rng).items():
+                                       sample_rng, gan_on).items():
                         stats.setdefault(k, []).append(v)
                 if not running.any() or step >= args.total_steps:       # A1.13: end the episode
                     break
@@ -230,10 +285,40 @@ def train(args: Args) -> tuple[str, dict]:
 
 
 def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: torch.Tensor,
-           target_entropy: float, updates: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
-    """A1.10 to A1.12: one update of critics, (every second time) temperature and planner, then J_Aux."""
-    planner, actor, critic, critic_target, env = m["planner"], m["actor"], m["critic"], m["critic_target"], task["env"]
+           target_entropy: float, updates: int, rng: torch.Generator, gan_on: bool) -> dict[str, torch.Tensor]:
+    """A1.10 to A1.12: one update of critics, (every second time) temperature and planner, then
+    (GAN tasks) the discriminator, then J_Aux. With --rl off only the last two."""
+    planner, actor, env = m["planner"], m["actor"], task["env"]
     batch = buffer.sample(args.batch_size, rng)                      # A1.10: minibatch from D
+    out = {}
+    if "critic" in m:
+        out.update(update_rl(args, batch, m, log_alpha, target_entropy, updates))
+
+    # A1.12: (GAN tasks) discriminator by E18, then J_Aux on planner and actor by E9, on replayed states
+    dist, features = planner(batch["state"])
+    action = actor(dist.rsample(), features)                         # E9: a = mu(s, p~), p~ reparameterised
+    discriminator = m.get("discriminator") if gan_on else None
+    if discriminator is not None:
+        loss_discriminator = discriminator_loss(discriminator(batch["target"]), discriminator(action.detach()))  # E18
+        m["discriminator_opt"].zero_grad()
+        loss_discriminator.backward()
+        m["discriminator_opt"].step()
+        out["disc_loss"] = loss_discriminator.detach()
+    loss_aux, parts = env.auxiliary_loss(action, batch, discriminator)  # E9 with the task loss
+    m["planner_opt"].zero_grad()
+    m["actor_opt"].zero_grad()
+    loss_aux.backward()
+    m["planner_opt"].step()
+    m["actor_opt"].step()
+    out["aux_loss"] = loss_aux.detach()
+    out.update(parts)
+    return out
+
+
+def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_entropy: float,
+              updates: int) -> dict[str, torch.Tensor]:
+    """A1.11 and A1.12's RL half: critics by E5 with targets by E8; every second time alpha and planner."""
+    planner, critic, critic_target = m["planner"], m["critic"], m["critic_target"]
     state, plan, reward, next_state, done = (batch[k] for k in ("state", "plan", "reward", "next_state", "done"))
     alpha = log_alpha.exp().detach()
     out = {}
@@ -268,18 +353,6 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
         m["alpha_opt"].step()
         out["planner_loss"], out["temperature_loss"] = loss_planner.detach(), loss_temperature.detach()
         out["log_prob"] = log_prob.detach().mean()
-
-    # A1.12: J_Aux on planner and actor by E9, on replayed states
-    dist, features = planner(state)
-    action = actor(dist.rsample(), features)                         # E9: a = mu(s, p~), p~ reparameterised
-    loss_aux, parts = env.auxiliary_loss(action, batch)              # E9 with the task loss
-    m["planner_opt"].zero_grad()
-    m["actor_opt"].zero_grad()
-    loss_aux.backward()
-    m["planner_opt"].step()
-    m["actor_opt"].step()
-    out["aux_loss"] = loss_aux.detach()
-    out.update(parts)
     return out
 
 
@@ -287,7 +360,8 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
 class ProgressLog:
     """progress.csv, one row per episode; columns fixed by the first row."""
     COLUMNS = ["episode", "step", "transitions", "updates", "seconds", "return", "critic_loss", "q",
-               "planner_loss", "temperature_loss", "log_prob", "aux_loss", "content", "style", "tv", "alpha"]
+               "planner_loss", "temperature_loss", "log_prob", "aux_loss", "content", "style", "tv", "rec", "adv",
+               "disc_loss", "alpha"]
 
     def __init__(self, path: str, append: bool) -> None:
         self.path = path
@@ -339,10 +413,12 @@ def print_config(args: Args, run: str, device: torch.device, task: dict, buffer:
     config = dataclasses.asdict(args)
     with open(os.path.join(run, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
-    n_params = sum(p.numel() for k in ("planner", "actor") for p in task[k].parameters())
+    count = lambda k: sum(p.numel() for p in task[k].parameters()) if task.get(k) is not None else 0  # noqa: E731
     print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
-    print(f"device {device} | VGG-16 weights: {task['vgg'].source} | planner+actor {n_params:,} parameters | "
-          f"critic {sum(p.numel() for p in task['critic'].parameters()):,} | plan {task['plan_shape']}")
+    print(f"device {device} | " + (f"VGG-16 weights: {task['vgg'].source} | " if "vgg" in task else "")
+          + f"planner+actor {count('planner') + count('actor'):,} parameters | critic {count('critic'):,} | "
+          + (f"discriminator {count('discriminator'):,} | " if "discriminator" in task else "")
+          + f"plan {task['plan_shape']}")
     per = buffer.bytes_per_transition()
     print(f"replay buffer: {per / 1024:.1f} KiB per transition, {per * args.buffer_size / 2**20:.1f} MiB for "
           f"{args.buffer_size} transitions")
