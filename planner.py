@@ -33,6 +33,11 @@ class PlanDistribution(Normal):
     def entropy(self) -> torch.Tensor:  # (B,)
         return super().entropy().flatten(1).sum(1)
 
+    def kl_to_standard_normal(self) -> torch.Tensor:  # (B,)
+        """KL(pi(. | s) || N(0, I)) = 1/2 sum(sigma^2 + m^2 - 1 - log sigma^2): E6's optional term."""
+        var = self.stddev.pow(2)
+        return (0.5 * (var + self.mean.pow(2) - 1 - var.log())).flatten(1).sum(1)
+
     # rsample() (inherited): E2, p = m + sigma * eps with eps ~ N(0, I); gradient reaches psi.
     # sample() (inherited): the same draw under no_grad, for acting only.
 

@@ -101,11 +101,11 @@ PRESETS = {
     },
     "inpaint": {
         "cpu": dict(image_size=64, num_envs=16, batch_size=32, total_steps=1500, max_episode_steps=5, test_steps=5,
-                    buffer_size=5000, learning_starts=256, lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3, beta1=0.5,
-                    beta2=0.9, disc_lr=2e-4, init_log_alpha=-5.0, save_every=100, reward_scale=0.01),
+                    buffer_size=5000, learning_starts=256, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3, beta1=0.5,
+                    beta2=0.9, disc_lr=2e-4, init_log_alpha=-5.0, save_every=100, reward_scale=0.01, kl_weight=0.01),
         "cuda": dict(image_size=128, num_envs=32, batch_size=32, total_steps=100000, max_episode_steps=20,
                      test_steps=15, buffer_size=100000, learning_starts=2000, lr=2e-4, critic_lr=2e-4, alpha_lr=2e-4,
-                     beta1=0.5, beta2=0.9, save_every=100, reward_scale=0.01),
+                     beta1=0.5, beta2=0.9, save_every=100, reward_scale=0.01, kl_weight=0.01),
     },
 }
 
@@ -228,9 +228,11 @@ def train(args: Args) -> tuple[str, dict]:
     if args.resume:
         step, episode, updates = load_checkpoint(resume_path(args.resume), modules, log_alpha, data_rng, sample_rng)
     print_config(args, run, device, task, buffer)
-    with open(os.path.join(run, "split.json"), "w") as f:  # the deterministic train/test split
-        json.dump({"train": task["train_data"].names, "test": task["test_data"].names}, f, indent=1)
     log = ProgressLog(os.path.join(run, "progress.csv"), append=bool(args.resume))
+
+    def checkpoint() -> None:
+        save_checkpoint(os.path.join(run, "checkpoint.pt"), args, modules, log_alpha, step, episode, updates,
+                        data_rng, sample_rng)
 
     bar = tqdm(total=args.total_steps, initial=step, desc=f"{args.task}", unit="step", dynamic_ncols=True)
     start = time.time()
@@ -271,16 +273,13 @@ def train(args: Args) -> tuple[str, dict]:
             log.write(row)
             bar.set_postfix({k: f"{row[k]:.3g}" for k in ("return", "aux_loss", "alpha") if k in row})
             if episode % args.save_every == 0:
-                save_checkpoint(os.path.join(run, "checkpoint.pt"), args, modules, log_alpha, step, episode, updates,
-                                data_rng, sample_rng)
+                checkpoint()
     except KeyboardInterrupt:
         bar.close()
-        save_checkpoint(os.path.join(run, "checkpoint.pt"), args, modules, log_alpha, step, episode, updates,
-                        data_rng, sample_rng)
+        checkpoint()
         sys.exit(f"interrupted at step {step}: checkpoint saved, continue with --resume {run}")
     bar.close()
-    save_checkpoint(os.path.join(run, "checkpoint.pt"), args, modules, log_alpha, step, episode, updates,
-                    data_rng, sample_rng)
+    checkpoint()
     return run, task
 
 
@@ -342,8 +341,8 @@ def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_
         dist, _ = planner(state)
         new_plan = dist.rsample()                                    # E2: gradient flows into psi
         log_prob = dist.log_prob(new_plan)
-        loss_planner = planner_loss(log_prob, *critic(state, new_plan), alpha,
-                                    kl=None, kl_weight=args.kl_weight)  # E6
+        kl = dist.kl_to_standard_normal() if args.kl_weight > 0 else None
+        loss_planner = planner_loss(log_prob, *critic(state, new_plan), alpha, kl, args.kl_weight)  # E6
         m["planner_opt"].zero_grad()
         loss_planner.backward()
         m["planner_opt"].step()
@@ -413,6 +412,8 @@ def print_config(args: Args, run: str, device: torch.device, task: dict, buffer:
     config = dataclasses.asdict(args)
     with open(os.path.join(run, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
+    with open(os.path.join(run, "split.json"), "w") as f:  # the deterministic train/test split
+        json.dump({"train": task["train_data"].names, "test": task["test_data"].names}, f, indent=1)
     count = lambda k: sum(p.numel() for p in task[k].parameters()) if task.get(k) is not None else 0  # noqa: E731
     print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
     print(f"device {device} | " + (f"VGG-16 weights: {task['vgg'].source} | " if "vgg" in task else "")

@@ -1,6 +1,7 @@
 """E4 to E8 and the style losses (E12 to E14) on hand-computed numbers."""
 import math
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -105,3 +106,15 @@ def test_auxiliary_loss_weights():
     expected = f.relu2_2.pow(2).mean() + 10 * sum(gram_matrix(t).pow(2).mean() for t in f) + 0.5 * 2.0
     assert torch.allclose(loss, expected)
     assert parts["tv"].item() == 2.0
+
+
+def test_kl_to_standard_normal_matches_torch():
+    from torch.distributions import Normal, kl_divergence
+
+    from planner import PlanDistribution
+
+    mean, std = torch.tensor([[0.0, 1.0], [2.0, -1.0]]), torch.tensor([[1.0, 0.5], [2.0, 1.0]])
+    expected = kl_divergence(Normal(mean, std), Normal(0.0, 1.0)).sum(1)
+    assert torch.allclose(PlanDistribution(mean, std).kl_to_standard_normal(), expected)
+    # by hand, first sample: 0 (standard normal) + 1/2 (0.25 + 1 - 1 - log 0.25) = 0.125 + 0.6931
+    assert PlanDistribution(mean, std).kl_to_standard_normal()[0].item() == pytest.approx(0.125 + math.log(2))
