@@ -243,10 +243,12 @@ def train(args: Args) -> tuple[str, dict]:
             running = torch.ones(args.num_envs, dtype=torch.bool, device=device)
             stats: dict[str, list[torch.Tensor]] = {}
             for t in range(args.max_episode_steps):                      # A1.4: for t = 0 .. T_max - 1
+                planner.eval(), actor.eval()  # act with the running normalisation statistics, as inference does
                 with torch.no_grad():
                     dist, features = planner(state)
                     plan = dist.sample()                                 # A1.5: p_t ~ pi(. | s_t), E1
                     action = actor(plan, features)                       # A1.6: a_t = mu(s_t, p_t), E1
+                planner.train(), actor.train()
                 next_state, reward, done = env.step(action)              # A1.7: s_t+1, r_t, d_t
                 transition = dict(state=state, plan=plan, reward=reward, next_state=next_state, done=done,
                                   **env.extras())
