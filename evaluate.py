@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     except (DataError, VGGError) as e:
         sys.exit(f"error: {e}")
     source = f"VGG-16 weights: {task['vgg'].source}; " if "vgg" in task else ""
-    print(f"{source}{n} held-out images at {args.image_size}x{args.image_size}, plan mean")
+    print(f"{source}held-out images: {n} at {args.image_size}x{args.image_size}, plan mean")
     print_table(table)
     print(f"grid: {grid}")
 

@@ -143,8 +143,9 @@ def test_face_folder_split_grey_rgba_and_small_images(tmp_path):
 
 
 def test_train_and_evaluate_inpaint_with_rl_on_and_off(tmp_path):
-    for rl in ("on", "off"):
-        result = run_script("train.py", *TINY, "--rl", rl, "--run-dir", str(tmp_path), "--name", rl)
+    for rl, t_max in (("on", "2"), ("off", "1")):
+        argv = [t_max if previous == "--max-episode-steps" else a for previous, a in zip([""] + TINY, TINY)]
+        result = run_script("train.py", *argv, "--rl", rl, "--run-dir", str(tmp_path), "--name", rl)
         assert result.returncode == 0, result.stderr[-2000:]
         for name in ("config.json", "split.json", "progress.csv", "checkpoint.pt", "eval.csv", "grid.png"):
             assert (tmp_path / rl / name).is_file(), name
