@@ -114,9 +114,10 @@ EVAL_IMAGES = {"style": 4, "inpaint": 10**6}  # held-out images evaluated by def
 def print_table(table: list[dict], path: str = "") -> None:
     """Print the per-step table; with `path`, also write it as CSV."""
     keys = list(table[0])
-    print(" ".join(f"{k:>12}" for k in keys))
+    widths = [max(12, len(k)) for k in keys]
+    print(" ".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
     for r in table:
-        print(" ".join(f"{r[k]:>12}" if k == "step" else f"{r[k]:>12.4g}" for k in keys))
+        print(" ".join(f"{r[k]:>{w}}" if k == "step" else f"{r[k]:>{w}.4g}" for k, w in zip(keys, widths)))
     if path:
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, keys)
