@@ -1,0 +1,83 @@
+"""Bookkeeping of a training run, kept apart from Algorithm 1: the progress log, checkpoints and
+the printed configuration. `train.py` calls these; nothing here changes what is learned.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+
+import torch
+
+from buffer import ReplayBuffer
+from data import DataError
+
+
+class ProgressLog:
+    """progress.csv, one row per episode; columns fixed by the first row."""
+    COLUMNS = ["episode", "step", "transitions", "updates", "seconds", "return", "critic_loss", "q",
+               "planner_loss", "temperature_loss", "log_prob", "aux_loss", "content", "style", "tv", "rec", "adv",
+               "disc_loss", "alpha"]
+
+    def __init__(self, path: str, append: bool) -> None:
+        self.path = path
+        if not (append and os.path.isfile(path)):
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerow(self.COLUMNS)
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in self.COLUMNS])
+
+
+def resume_path(resume: str) -> str:
+    path = os.path.join(resume, "checkpoint.pt") if os.path.isdir(resume) else resume
+    if not os.path.isfile(path):
+        raise DataError(f"--resume {resume}: no checkpoint.pt there")
+    return path
+
+
+def save_checkpoint(path: str, args, modules: dict, log_alpha: torch.Tensor, step: int, episode: int,
+                    updates: int, data_rng: torch.Generator, sample_rng: torch.Generator) -> None:
+    """Every network and optimiser, log alpha, the args and the counters; written atomically."""
+    state = {k: v.state_dict() for k, v in modules.items()}
+    state.update(log_alpha=log_alpha.detach().cpu(), args=dataclasses.asdict(args), step=step, episode=episode,
+                 updates=updates, data_rng=data_rng.get_state(), sample_rng=sample_rng.get_state().cpu(),
+                 torch_rng=torch.get_rng_state())
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, data_rng: torch.Generator,
+                    sample_rng: torch.Generator) -> tuple[int, int, int]:
+    state = torch.load(path, map_location=log_alpha.device, weights_only=False)
+    for k, module in modules.items():
+        module.load_state_dict(state[k])
+    with torch.no_grad():
+        log_alpha.copy_(state["log_alpha"])
+    data_rng.set_state(state["data_rng"])
+    sample_rng.set_state(state["sample_rng"].to(sample_rng.device) if sample_rng.device.type == "cpu"
+                         else state["sample_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    print(f"resumed from {path} at step {state['step']} (episode {state['episode']}); "
+          "the replay buffer starts empty and refills during the warm-up")
+    return state["step"], state["episode"], state["updates"]
+
+
+def print_config(args, run: str, device: torch.device, task: dict, buffer: ReplayBuffer) -> None:
+    config = dataclasses.asdict(args)
+    with open(os.path.join(run, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    with open(os.path.join(run, "split.json"), "w") as f:  # the deterministic train/test split
+        json.dump({"train": task["train_data"].names, "test": task["test_data"].names}, f, indent=1)
+    count = lambda k: sum(p.numel() for p in task[k].parameters()) if task.get(k) is not None else 0  # noqa: E731
+    print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
+    print(f"device {device} | " + (f"VGG-16 weights: {task['vgg'].source} | " if "vgg" in task else "")
+          + f"planner+actor {count('planner') + count('actor'):,} parameters | critic {count('critic'):,} | "
+          + (f"discriminator {count('discriminator'):,} | " if "discriminator" in task else "")
+          + f"plan {task['plan_shape']}")
+    per = buffer.bytes_per_transition()
+    print(f"replay buffer: {per / 1024:.1f} KiB per transition, {per * args.buffer_size / 2**20:.1f} MiB for "
+          f"{args.buffer_size} transitions")
