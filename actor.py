@@ -50,18 +50,22 @@ class ConvActor(nn.Module):
 
     The plan (B, P) is spread over 4 x 4, then up-blocks (nearest x2, conv, BN, LeakyReLU) climb back
     to full size, concatenating the planner feature of each scale (U-Net style); a last 3x3 conv
-    gives the image, clamped to [-1, 1]. `widths` are the ConvPlanner's. With `patch=True` the last
-    upsample is left out and the action is the half-size patch (S/2 x S/2) of face inpainting.
+    gives the image in [-1, 1]: clamped (face inpainting) or through tanh (`tanh=True`, photo
+    translation), as in the authors' code. `widths` are the ConvPlanner's. For a full-size action (photo
+    translation) one more up-block, without a skip, climbs from S/2 to S. With `patch=True` it is left out
+    and the action is the half-size patch (S/2 x S/2) of face inpainting.
     """
 
-    def __init__(self, widths: list[int], plan_dim: int = 256, out_channels: int = 3, patch: bool = False) -> None:
+    def __init__(self, widths: list[int], plan_dim: int = 256, out_channels: int = 3, patch: bool = False,
+                 tanh: bool = False) -> None:
         super().__init__()
-        self.patch = patch
+        self.patch, self.tanh = patch, tanh
         self.blocks = nn.ModuleList()
         c = plan_dim
         for w in reversed(widths):                 # coarsest (4 x 4) first
             self.blocks.append(up_block(c + w, w))
             c = w
+        self.top = None if patch else up_block(c, c)  # S/2 -> S (after a nearest x2 upsample)
         self.out = nn.Conv2d(c, out_channels, 3, 1, 1)
 
     def forward(self, plan: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
@@ -70,6 +74,7 @@ class ConvActor(nn.Module):
             if i > 0:
                 h = F.interpolate(h, scale_factor=2, mode="nearest")
             h = block(torch.cat([h, f], 1))               # (B, w_i, s, s), s = f's size
-        if not self.patch:
-            h = F.interpolate(h, scale_factor=2, mode="nearest")  # (B, w_0, S, S)
-        return self.out(h).clamp(-1, 1)                   # (B, 3, S, S), or (B, 3, S/2, S/2) for a patch
+        if self.top is not None:
+            h = self.top(F.interpolate(h, scale_factor=2, mode="nearest"))  # (B, w_0, S, S)
+        h = self.out(h)                                   # (B, 3, S, S), or (B, 3, S/2, S/2) for a patch
+        return torch.tanh(h) if self.tanh else h.clamp(-1, 1)

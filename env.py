@@ -1,4 +1,5 @@
-"""Environments: state, transition T(s, a) and reward R(s', y) of each task (README E1, E10, E11, E15, E16).
+"""Environments: state, transition T(s, a) and reward R(s', y) of each task (README E1, E10, E11, E15, E16,
+E21, E22).
 
 An environment holds N episodes at once and steps them as one batch. Its interface is the same
 for every task, so `train.py` and `evaluate.py` have one code path:
@@ -19,8 +20,8 @@ from __future__ import annotations
 import torch
 
 from buffer import Field
-from losses import (STYLE_LAYERS, auxiliary_loss_inpaint, auxiliary_loss_style, content_loss, gram_matrix,
-                    overlap_weights, psnr, style_loss)
+from losses import (STYLE_LAYERS, auxiliary_loss_inpaint, auxiliary_loss_photo, auxiliary_loss_style,
+                    content_loss, gram_matrix, overlap_weights, psnr, style_loss)
 from vgg import IMAGENET_MEAN, IMAGENET_STD, VGG16
 
 
@@ -168,3 +169,65 @@ class InpaintEnv:
         fake_logits = discriminator(action) if discriminator is not None else None
         return auxiliary_loss_inpaint(action, batch["target"], self.weights.to(action.device), fake_logits,
                                       self.rec_weight, self.adv_weight)
+
+
+class PhotoEnv:
+    """Paired photo translation, pix2pix data (METHOD.md 5.2). Images are in [-1, 1].
+
+    E21: s_t = concat(x, y_t), 6 channels: the source and the current output. y_0 is the source image
+         (`init="source"`, the default, as the authors' README says) or uniform noise in [-1, 1]
+         (`init="noise"`, as their code does; drawn from the environment's own seeded generator).
+         The action is a full image and replaces the output: y_t+1 = a_t.
+    E22: r_t = PSNR(a_t, y) + bonus * d_t, d_t = [PSNR > success_psnr], times `reward_scale`.
+    """
+
+    def __init__(self, l1_weight: float = 1.0, adv_weight: float = 0.02, tv_weight: float = 0.1,
+                 success_psnr: float = 30.0, bonus: float = 10.0, reward_scale: float = 1.0,
+                 init: str = "source", seed: int = 0) -> None:
+        if init not in ("source", "noise"):
+            raise ValueError(f"init {init!r}: choose source or noise")
+        self.l1_weight, self.adv_weight, self.tv_weight = l1_weight, adv_weight, tv_weight
+        self.success_psnr, self.bonus, self.reward_scale, self.init = success_psnr, bonus, reward_scale, init
+        self.generator = torch.Generator().manual_seed(seed)  # the noise of init="noise"
+        self.source: torch.Tensor | None = None
+        self.target: torch.Tensor | None = None
+
+    def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
+        state, image = (6, image_size, image_size), (3, image_size, image_size)
+        return {"state": Field(state, torch.uint8, -1.0, 1.0), "plan": Field(plan_shape), "reward": Field(()),
+                "next_state": Field(state, torch.uint8, -1.0, 1.0), "done": Field(()),
+                "target": Field(image, torch.uint8, -1.0, 1.0)}
+
+    def reset(self, pair: torch.Tensor) -> torch.Tensor:
+        """pair: (N, 6, S, S) in [0, 1], source then target -> s_0 (N, 6, S, S) in [-1, 1]."""
+        pair = pair * 2 - 1
+        self.source, self.target = pair[:, :3], pair[:, 3:]
+        if self.init == "source":
+            output = self.source                                                    # E21: y_0 = x
+        else:
+            noise = torch.rand(self.source.shape, generator=self.generator) * 2 - 1  # E21: y_0 = noise
+            output = noise.to(self.source.device)
+        return torch.cat([self.source, output], 1)
+
+    @torch.no_grad()
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """action: the new output (N, 3, S, S) -> s_t+1, r_t (N,), d_t (N,)."""
+        state = torch.cat([self.source, action], 1)                # E21: y_t+1 = a_t
+        score = psnr(action, self.target)                          # E22
+        done = (score > self.success_psnr).float()
+        return state, self.reward_scale * (score + self.bonus * done), done  # E22: r_t, d_t
+
+    def extras(self) -> dict[str, torch.Tensor]:
+        return {"target": self.target}
+
+    def to_image(self, state: torch.Tensor) -> torch.Tensor:
+        """The current output y_t of a state, as [0, 1] RGB."""
+        return ((state[..., 3:, :, :] + 1) / 2).clamp(0, 1)
+
+    def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """E24 on a replayed minibatch: L1 to the target, plus the adversarial and TV terms once the
+        discriminator is on."""
+        fake_logits = discriminator(action) if discriminator is not None else None
+        return auxiliary_loss_photo(action, batch["target"], fake_logits, self.l1_weight, self.adv_weight,
+                                    self.tv_weight)

@@ -2,6 +2,7 @@
 
     python evaluate.py --checkpoint runs/style-seed1/checkpoint.pt --steps 1 5 10
     python evaluate.py --checkpoint runs/inpaint-seed1/checkpoint.pt --steps 1 2 3 4 5
+    python evaluate.py --checkpoint runs/photo-seed1/checkpoint.pt --steps 1 2 3 4 5
     python evaluate.py --task style --planner-weights planner.pth --actor-weights actor.pth \
         --style-image starry.jpg --image-size 256          # the authors' released style weights
     python evaluate.py --compare runs/inpaint-rl-seed* runs/inpaint-onestep-seed*   # the ablation table
@@ -107,8 +108,27 @@ def evaluate_inpaint(task: dict, faces: torch.Tensor, steps: list[int], grid_pat
     return table
 
 
-EVALUATE = {"style": evaluate_style, "inpaint": evaluate_inpaint}
-EVAL_IMAGES = {"style": 4, "inpaint": 10**6}  # held-out images evaluated by default (inpaint: all)
+def evaluate_photo(task: dict, pairs: torch.Tensor, steps: list[int], grid_path: str,
+                   grid_rows: int = 6) -> list[dict]:
+    """Per-step PSNR, SSIM and L1 (on [0, 1]) of the output against the target, averaged over the pairs
+    (N, 6, S, S); the grid source | steps | target for the first `grid_rows` pairs."""
+    env = task["env"]
+    states = rollout(task["planner"], task["actor"], env, pairs, max(steps))
+    source, target = pairs[:, :3], pairs[:, 3:]
+    table = []
+    for k in [0, *steps]:  # step 0: the initial output y_0 (the source, or noise)
+        image = env.to_image(states[k])
+        table.append({"step": k, "PSNR": psnr(2 * image - 1, 2 * target - 1).mean().item(),
+                      "SSIM": ssim_to(image, target).mean().item(), "L1": (image - target).abs().mean().item()})
+    scale = max(1, 128 // pairs.shape[-1])
+    rows = [[source[i].cpu(), *[env.to_image(states[k][i]).cpu() for k in steps], target[i].cpu()]
+            for i in range(min(grid_rows, pairs.shape[0]))]
+    save_grid(rows, grid_path, ["source", *[f"step {k}" for k in steps], "target"], scale)
+    return table
+
+
+EVALUATE = {"style": evaluate_style, "inpaint": evaluate_inpaint, "photo": evaluate_photo}
+EVAL_IMAGES = {"style": 4, "inpaint": None, "photo": None}  # held-out images evaluated by default (None: all)
 
 
 def print_table(table: list[dict], path: str = "") -> None:
@@ -164,7 +184,7 @@ def plot_curves(csv_path: str, png_path: str) -> None:
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     panels = [("return", "episode return"), ("aux_loss", "auxiliary loss J_Aux"), ("style", "style loss L_ST"),
-              ("content", "content loss L_CO"), ("rec", "weighted L1 L_rec"), ("disc_loss", "discriminator J_D"),
+              ("content", "content loss L_CO"), ("rec", "reconstruction L1 L_rec"), ("disc_loss", "discriminator J_D"),
               ("critic_loss", "critic loss J_Q"), ("alpha", "temperature alpha")]
     panels = [(k, t) for k, t in panels if any(r.get(k) for r in rows)][:6]  # the task's curves
     fig, axes = plt.subplots(2, 3, figsize=(12, 6))
@@ -186,7 +206,8 @@ def plot_curves(csv_path: str, png_path: str) -> None:
 def final_report(run: str, args, task: dict) -> None:
     """After training: evaluation grid and table on held-out images, curves, and where it all is."""
     device = next(task["planner"].parameters()).device
-    images = task["test_data"].fixed(min(EVAL_IMAGES[args.task], len(task["test_data"].sources))).to(device)
+    available = len(task["test_data"].sources)
+    images = task["test_data"].fixed(min(EVAL_IMAGES[args.task] or available, available)).to(device)
     steps = list(range(1, args.test_steps + 1)) if args.test_steps <= 10 else \
         sorted({1, *range(5, args.test_steps + 1, 5), args.test_steps})
     table = EVALUATE[args.task](task, images, steps, os.path.join(run, "grid.png"))
@@ -229,11 +250,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--planner-weights", default="", help="style planner file in the authors' released format")
     parser.add_argument("--actor-weights", default="", help="style actor file in the authors' released format")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 5, 10], help="steps k to show [1 5 10]")
-    parser.add_argument("--num-images", type=int, default=0, help="held-out images [style: 4, inpaint: all]")
+    parser.add_argument("--num-images", type=int, default=0, help="held-out images [style: 4, others: all]")
     parser.add_argument("--out", default="", help="output folder [the checkpoint's folder, or eval/]")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--image-size", type=int, default=0, help="override the image size")
-    for name in ("content-dir", "style-image", "vgg", "data-root"):
+    for name in ("content-dir", "style-image", "vgg", "data-root", "direction"):
         parser.add_argument(f"--{name}", default=None, help=f"override the run's --{name}")
     opts = parser.parse_args(argv)
     if opts.compare:
@@ -261,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise DataError(f"--task {opts.task}: the checkpoint was trained for --task {args.task}")
         else:
             state, args = None, Args(task="style", image_size=256)
-        for name in ("content_dir", "style_image", "vgg", "data_root"):
+        for name in ("content_dir", "style_image", "vgg", "data_root", "direction"):
             if getattr(opts, name) is not None:
                 setattr(args, name, getattr(opts, name))
         args.image_size = opts.image_size or args.image_size
@@ -274,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
             load_released_weights(task["planner"], opts.planner_weights)
             load_released_weights(task["actor"], opts.actor_weights)
         test = task["test_data"]
-        n = min(opts.num_images or EVAL_IMAGES[args.task], len(test.sources))
+        n = min(opts.num_images or EVAL_IMAGES[args.task] or len(test.sources), len(test.sources))
         images = test.fixed(n).to(device)
         out = opts.out or (os.path.dirname(opts.checkpoint) if opts.checkpoint else "eval")
         os.makedirs(out, exist_ok=True)

@@ -143,3 +143,24 @@ def auxiliary_loss_inpaint(action: torch.Tensor, target: torch.Tensor, weights: 
     l_adv = generator_loss(fake_logits) if fake_logits is not None else torch.zeros((), device=action.device)
     loss = rec_weight * l_rec + adv_weight * l_adv  # E20
     return loss, {"rec": l_rec.detach(), "adv": l_adv.detach()}
+
+
+# ---------------------------------------------------------------- photo translation (E21 to E24)
+def total_variation_squared(image: torch.Tensor) -> torch.Tensor:
+    """E23: L_TV2 = mean (x[i, j+1] - x[i, j])^2 + mean (x[i+1, j] - x[i, j])^2 per sample: (B,)."""
+    dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean((1, 2, 3))
+    dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean((1, 2, 3))
+    return dx + dy  # E23
+
+
+def auxiliary_loss_photo(action: torch.Tensor, target: torch.Tensor, fake_logits: torch.Tensor | None,
+                         l1_weight: float = 1.0, adv_weight: float = 0.02, tv_weight: float = 0.1
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """E24: J_Aux = 1 L1 + 0.02 L_adv + 0.1 L_TV2 once the discriminator is on (`fake_logits`);
+    L1 alone before (the GAN warm-up)."""
+    l1 = (action - target).abs().mean()
+    zero = torch.zeros((), device=action.device)
+    l_adv = generator_loss(fake_logits) if fake_logits is not None else zero
+    l_tv = total_variation_squared(action).mean() if fake_logits is not None else zero
+    loss = l1_weight * l1 + adv_weight * l_adv + tv_weight * l_tv  # E24
+    return loss, {"rec": l1.detach(), "adv": l_adv.detach(), "tv": l_tv.detach()}

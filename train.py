@@ -5,6 +5,8 @@
     python train.py --task inpaint                # built-in faces, CPU preset
     python train.py --task inpaint --data-root CelebA-HQ/ --device cuda
     python train.py --task inpaint --rl off       # the one-step ablation: J_Aux only, same networks
+    python train.py --task photo                  # built-in edges -> photo pairs, CPU preset
+    python train.py --task photo --data-root facades/ --direction BtoA --device cuda
 
 The loop below follows Algorithm 1 line by line (comments "A1.n"); bookkeeping (logging,
 checkpoints, the printed config) is kept apart in runlog.py, pictures in evaluate.py. Equation numbers (E1...)
@@ -27,9 +29,9 @@ from tqdm import tqdm
 from actor import ConvActor, StyleActor
 from buffer import ReplayBuffer
 from critic import Critic, target_copy
-from data import ContentImages, DataError, FaceImages, load_style_image
+from data import ContentImages, DataError, FaceImages, PairedImages, load_style_image, make_edges2photo
 from discriminator import Discriminator
-from env import InpaintEnv, StyleEnv
+from env import InpaintEnv, PhotoEnv, StyleEnv
 from losses import (critic_loss, discriminator_loss, planner_loss, soft_bellman_target, soft_update,
                     temperature_loss)
 from planner import ConvPlanner, StylePlanner
@@ -39,14 +41,16 @@ from vgg import VGGError, load_vgg16
 
 @dataclass
 class Args:
-    task: str = field(default="style", metadata={"help": "task to train: style or inpaint"})
-    rl: str = field(default="on", metadata={"help": "on: RL-I2IT; off: the one-step ablation (J_Aux only, T_max 1, no critic)"})
+    task: str = field(default="style", metadata={"help": "task to train", "choices": ("style", "inpaint", "photo")})
+    rl: str = field(default="on", metadata={"help": "on: RL-I2IT; off: the one-step ablation (J_Aux only, T_max 1, no critic)",
+                                            "choices": ("on", "off")})
     seed: int = field(default=1, metadata={"help": "seeds Python, NumPy and torch"})
-    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda"})
+    device: str = field(default="auto", metadata={"help": "auto: CUDA when present", "choices": ("auto", "cpu", "cuda")})
     deterministic: bool = field(default=True, metadata={"help": "bitwise repeatable runs (torch deterministic algorithms)"})
     run_dir: str = field(default="runs", metadata={"help": "parent folder of the run folder"})
     name: str = field(default="", metadata={"help": "run folder name (default: TASK-seedSEED)"})
     resume: str = field(default="", metadata={"help": "checkpoint file or run folder to continue from"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar (--no-progress: quiet, e.g. in notebooks)"})
     # Algorithm 1 schedule
     total_steps: int = field(default=2000, metadata={"help": "environment steps (each steps all --num-envs episodes)"})
     num_envs: int = field(default=8, metadata={"help": "episodes run at once as one batch (authors: 1)"})
@@ -76,21 +80,28 @@ class Args:
     vgg_weights: str = field(default="", metadata={"help": "path of torchvision's vgg16-397923af.pth"})
     kappa: float = field(default=1e6, metadata={"help": "reward scale: r = -kappa * style loss (paper: 1e6)"})
     style_weight: float = field(default=1e5, metadata={"help": "lambda, style weight of J_Aux (paper: 1e5)"})
-    tv_weight: float = field(default=1e-7, metadata={"help": "beta, total-variation weight of J_Aux (paper: 1e-7)"})
-    # face inpainting
-    data_root: str = field(default="", metadata={"help": "folder of face images, e.g. CelebA-HQ (default: built-in LFW faces)"})
+    tv_weight: float = field(default=1e-7, metadata={"help": "total-variation weight of J_Aux (style beta: 1e-7; photo: 0.1)"})
+    # face inpainting and photo translation
+    data_root: str = field(default="", metadata={"help": "inpaint: folder of faces, e.g. CelebA-HQ; photo: pix2pix aligned "
+                                                        "folder (default: built-in data)"})
     plan_dim: int = field(default=256, metadata={"help": "plan size P (paper figure: 256; authors' code: 512)"})
     width: int = field(default=32, metadata={"help": "base width of planner and actor (paper figure: 32; authors' code: 64)"})
-    rec_weight: float = field(default=1.2, metadata={"help": "weight of the overlap-weighted L1 in J_Aux (paper: 1.2)"})
-    adv_weight: float = field(default=0.001, metadata={"help": "weight of the adversarial term in J_Aux (paper: 0.001)"})
+    rec_weight: float = field(default=1.2, metadata={"help": "weight of the (inpaint: overlap-weighted) L1 in J_Aux (inpaint: 1.2; photo: 1)"})
+    adv_weight: float = field(default=0.001, metadata={"help": "weight of the adversarial term in J_Aux (inpaint: 0.001; photo: 0.02)"})
     disc_lr: float = field(default=4e-5, metadata={"help": "discriminator learning rate (paper: 4e-5)"})
     gan_warmup: float = field(default=0.5, metadata={"help": "fraction of the run before the adversarial term starts (authors: 10,000 episodes)"})
-    success_psnr: float = field(default=26.0, metadata={"help": "PSNR above which the episode succeeds: +10 reward, done (paper: 26)"})
+    success_psnr: float = field(default=26.0, metadata={"help": "PSNR above which the episode succeeds: +10 reward, done (inpaint: 26; photo: 30)"})
     reward_scale: float = field(default=1.0, metadata={"help": "multiplies the PSNR reward (paper: 1; presets: 0.01)"})
+    # photo translation
+    direction: str = field(default="AtoB", metadata={"help": "which half of a pix2pix pair is the source",
+                                                      "choices": ("AtoB", "BtoA")})
+    init: str = field(default="source", metadata={"help": "y_0, the first output: the source (the authors' README) or "
+                                                  "noise (their code)", "choices": ("source", "noise")})
 
 
-# --task presets: explicit flags override them. "cpu" is sized for ~10 minutes on 2 cores and departs
-# from the paper where the README's "Differences" list says so; "cuda" is paper scale.
+# --task presets: explicit flags override them. "all": the task's paper values on any device; "cpu" is
+# sized for ~10 minutes on 2 cores and departs from the paper where the README's "Differences" list says
+# so; "cuda" is paper scale.
 PRESETS = {
     "style": {
         "cpu": dict(image_size=64, num_envs=8, batch_size=8, total_steps=1200, max_episode_steps=4, test_steps=4,
@@ -99,14 +110,26 @@ PRESETS = {
         "cuda": dict(image_size=256, num_envs=16, batch_size=8, total_steps=40000, learning_starts=1000),
     },
     "inpaint": {
+        "all": dict(beta1=0.5, beta2=0.9, save_every=100, reward_scale=0.01, kl_weight=0.01),
         "cpu": dict(image_size=64, num_envs=16, batch_size=32, total_steps=1500, max_episode_steps=5, test_steps=5,
-                    buffer_size=5000, learning_starts=256, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3, beta1=0.5,
-                    beta2=0.9, disc_lr=2e-4, init_log_alpha=-5.0, save_every=100, reward_scale=0.01, kl_weight=0.01),
+                    buffer_size=5000, learning_starts=256, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3, disc_lr=2e-4,
+                    init_log_alpha=-5.0),
         "cuda": dict(image_size=128, num_envs=32, batch_size=32, total_steps=100000, max_episode_steps=20,
-                     test_steps=15, buffer_size=100000, learning_starts=2000, lr=2e-4, critic_lr=2e-4, alpha_lr=2e-4,
-                     beta1=0.5, beta2=0.9, save_every=100, reward_scale=0.01, kl_weight=0.01),
+                     test_steps=15, buffer_size=100000, learning_starts=2000, lr=2e-4, critic_lr=2e-4, alpha_lr=2e-4),
+    },
+    "photo": {
+        "all": dict(rec_weight=1.0, adv_weight=0.02, tv_weight=0.1, success_psnr=30.0, beta1=0.5, beta2=0.9,
+                    reward_scale=0.01, kl_weight=0.01, save_every=100),
+        "cpu": dict(image_size=64, num_envs=16, batch_size=16, total_steps=1500, max_episode_steps=5, test_steps=5,
+                    buffer_size=5000, learning_starts=256, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3, disc_lr=2e-4,
+                    init_log_alpha=-5.0),
+        "cuda": dict(image_size=128, num_envs=16, batch_size=16, total_steps=100000, max_episode_steps=10,
+                     test_steps=5, buffer_size=5000, learning_starts=1000, lr=2e-4, critic_lr=2e-4, alpha_lr=2e-4),
     },
 }
+
+
+BUILTIN_PAIRS = os.path.join("builtin", "edges2photo")  # where --task photo writes its built-in pairs
 
 
 class Parser(argparse.ArgumentParser):
@@ -125,16 +148,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:
-            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text)
+            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text,
+                                choices=f.metadata.get("choices"))
     given = vars(parser.parse_args(argv))
-    if given.get("task", "style") not in PRESETS:
-        parser.error(f"--task {given['task']}: choose one of {', '.join(PRESETS)}")
-    if given.get("device", "auto") not in ("auto", "cpu", "cuda"):
-        parser.error(f"--device {given['device']}: choose auto, cpu or cuda")
     if given.get("device") == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available (use --device cpu or auto)")
     device = resolve_device(given.get("device", "auto"))
-    args = Args(**{**PRESETS[given.get("task", "style")][device.type], **given})
+    preset = PRESETS[given.get("task", "style")]
+    args = Args(**{**preset.get("all", {}), **preset[device.type], **given})
     for name in ("total_steps", "num_envs", "max_episode_steps", "test_steps", "buffer_size", "batch_size",
                  "update_every", "planner_every", "image_size", "save_every"):
         if getattr(args, name) < 1:
@@ -143,18 +164,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
         parser.error(f"--image-size {args.image_size}: must be at least 16")
     if args.task == "style" and args.image_size % 4:
         parser.error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
-    if args.task == "inpaint" and args.image_size & (args.image_size - 1):
-        parser.error(f"--image-size {args.image_size}: must be a power of two for --task inpaint (32, 64, 128, ...)")
-    if args.rl not in ("on", "off"):
-        parser.error(f"--rl {args.rl}: choose on or off")
+    if args.task in ("inpaint", "photo") and args.image_size & (args.image_size - 1):
+        parser.error(f"--image-size {args.image_size}: must be a power of two for --task {args.task} (32, 64, 128, ...)")
     if args.rl == "off":
         if given.get("max_episode_steps", 1) != 1:
             parser.error("--rl off trains the one-step model: --max-episode-steps must be 1 (or left out)")
         args.max_episode_steps = 1
-    for flag, name, task in (("--data-root", "data_root", "inpaint"), ("--content-dir", "content_dir", "style"),
-                             ("--style-image", "style_image", "style")):
-        if given.get(name) and args.task != task:
-            parser.error(f"{flag} is for --task {task}, not --task {args.task}")
+    for name, tasks in (("data_root", ("inpaint", "photo")), ("content_dir", ("style",)), ("style_image", ("style",)),
+                        ("direction", ("photo",)), ("init", ("photo",))):
+        if given.get(name) and args.task not in tasks:
+            flag = "--" + name.replace("_", "-")
+            parser.error(f"{flag} is for --task {' or '.join(tasks)}, not --task {args.task}")
     return args, given
 
 
@@ -172,26 +192,48 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = not deterministic
 
 
+STATE_CHANNELS = {"style": 3, "inpaint": 3, "photo": 6}  # photo: the source and the current output
+
+
+def networks(args: Args) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The task's planner and actor (on the CPU); build() and benchmark.py's size table use it."""
+    if args.task == "style":
+        return StylePlanner(), StyleActor()
+    planner = ConvPlanner(STATE_CHANNELS[args.task], args.image_size, args.plan_dim, args.width)
+    actor = ConvActor(planner.widths, args.plan_dim, patch=args.task == "inpaint", tanh=args.task == "photo")
+    return planner, actor
+
+
 def build(args: Args, device: torch.device) -> dict:
     """Networks, environment and data of the task: the only place where tasks differ."""
     size = args.image_size
     if args.task == "style":
         vgg = load_vgg16(args.vgg, args.vgg_weights or None).to(device)
         style = load_style_image(args.style_image or None, size).to(device)
+        planner, actor = networks(args)  # after the VGG, as before: the seeded initialisation is unchanged
         task = dict(vgg=vgg, style=style, env=StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight),
-                    planner=StylePlanner(), actor=StyleActor(),
+                    planner=planner, actor=actor,
                     train_data=ContentImages(args.content_dir or None, "train", size),
                     test_data=ContentImages(args.content_dir or None, "test", size))
+    elif args.task == "photo":
+        planner, actor = networks(args)
+        env = PhotoEnv(args.rec_weight, args.adv_weight, args.tv_weight, args.success_psnr,
+                       reward_scale=args.reward_scale, init=args.init, seed=args.seed)
+        root = args.data_root or make_edges2photo(BUILTIN_PAIRS)
+        task = dict(env=env, planner=planner, actor=actor,
+                    discriminator=Discriminator(3, size).to(device),
+                    train_data=PairedImages(root, "train", size, args.direction),
+                    test_data=PairedImages(root, "test", size, args.direction))
     else:  # inpaint
+        planner, actor = networks(args)
         env = InpaintEnv(size, args.rec_weight, args.adv_weight, args.success_psnr, reward_scale=args.reward_scale)
-        planner = ConvPlanner(3, size, args.plan_dim, args.width)
-        task = dict(env=env, planner=planner, actor=ConvActor(planner.widths, args.plan_dim, patch=True),
+        task = dict(env=env, planner=planner, actor=actor,
                     discriminator=Discriminator(3, env.end - env.start).to(device),
                     train_data=FaceImages(args.data_root or None, "train", size),
                     test_data=FaceImages(args.data_root or None, "test", size))
     task["planner"], task["actor"] = task["planner"].to(device), task["actor"].to(device)
     task["plan_shape"] = task["planner"].plan_shape(size)
-    task["critic"] = Critic(3, size, task["plan_shape"]).to(device) if args.rl == "on" else None
+    task["critic"] = Critic(STATE_CHANNELS[args.task], size, task["plan_shape"]).to(device) if args.rl == "on" else None
     return task
 
 
@@ -233,7 +275,8 @@ def train(args: Args) -> tuple[str, dict]:
         save_checkpoint(os.path.join(run, "checkpoint.pt"), args, modules, log_alpha, step, episode, updates,
                         data_rng, sample_rng)
 
-    bar = tqdm(total=args.total_steps, initial=step, desc=f"{args.task}", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=args.total_steps, initial=step, desc=f"{args.task}", unit="step", dynamic_ncols=True,
+               disable=not args.progress)
     start = time.time()
     try:
         while step < args.total_steps:                                   # A1.2: for each episode

@@ -176,7 +176,7 @@ def one_line_error(result, text):
     (["--data-root", "{empty}"], "no images"),
     (["--data-root", "{missing}"], "no such folder"),
     (["--data-root", "{small}"], "smaller than the working size"),
-    (["--rl", "maybe"], "choose on or off"),
+    (["--rl", "maybe"], "invalid choice: 'maybe'"),
     (["--rl", "off", "--max-episode-steps", "3"], "--max-episode-steps must be 1"),
     (["--image-size", "48"], "power of two"),
     (["--content-dir", "{empty}"], "--content-dir is for --task style"),

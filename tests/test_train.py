@@ -69,7 +69,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, tiny):
     broken.write_bytes(b"\x00garbage")
     one_line_error(run_script("train.py", *tiny, "--style-image", str(broken), "--run-dir", str(tmp_path)),
                    "cannot read as an image")
-    one_line_error(run_script("train.py", "--task", "nope"), "--task nope")
+    one_line_error(run_script("train.py", "--task", "nope"), "argument --task: invalid choice: 'nope'")
     one_line_error(run_script("train.py", *tiny, "--image-size", "30"), "multiple of 4")
     one_line_error(run_script("train.py", *tiny, "--vgg", "torchvision", "--vgg-weights", str(tmp_path / "x.pth")),
                    "no such file")
