@@ -166,7 +166,40 @@ class ContentImages:
         return [str(s) for s in self.sources]
 
 
-class FaceImages:
+class JitteredImages:
+    """What the face and pair sets share. `load(source)` gives an item (C, S + 2m, S + 2m), m = `margin`;
+    training samples are cropped to S x S at a random shift of up to 2m and flipped at random,
+    evaluation items are centre-cropped."""
+
+    size: int
+    margin: int
+    folder: str | None
+    sources: list
+
+    def load(self, source: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n random training items (random shift and flip, the same for all channels): (n, C, S, S)."""
+        items = []
+        for _ in range(n):
+            i = int(torch.randint(len(self.sources), (1,), generator=generator))
+            dy, dx = torch.randint(2 * self.margin + 1, (2,), generator=generator).tolist()
+            item = self.load(self.sources[i])[:, dy:dy + self.size, dx:dx + self.size]
+            items.append(item.flip(2) if torch.rand(1, generator=generator).item() < 0.5 else item)
+        return torch.stack(items)
+
+    def fixed(self, n: int) -> torch.Tensor:
+        """The first n items, centre-cropped, unflipped: (n, C, S, S)."""
+        m = self.margin
+        return torch.stack([self.load(s)[:, m:m + self.size, m:m + self.size] for s in self.sources[:n]])
+
+    @property
+    def names(self) -> list[str]:
+        return [os.path.relpath(s, self.folder) if self.folder else s for s in self.sources]
+
+
+class FaceImages(JitteredImages):
     """Faces for inpainting, resized and centre-cropped to S x S.
 
     `folder=None`: the built-in LFW faces (see the module docstring), with every 5th face held out.
@@ -201,37 +234,23 @@ class FaceImages:
             self.cache[source] = image
         return image
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """n random training faces (random flip and shift): (n, 3, S, S)."""
-        faces = []
-        for _ in range(n):
-            i = int(torch.randint(len(self.sources), (1,), generator=generator))
-            dy, dx = torch.randint(2 * self.margin + 1, (2,), generator=generator).tolist()
-            face = self.load(self.sources[i])[:, dy:dy + self.size, dx:dx + self.size]
-            faces.append(face.flip(2) if torch.rand(1, generator=generator).item() < 0.5 else face)
-        return torch.stack(faces)
 
-    def fixed(self, n: int) -> torch.Tensor:
-        """The first n held-out faces, unshifted and unflipped: (n, 3, S, S)."""
-        m = self.margin
-        return torch.stack([self.load(s)[:, m:m + self.size, m:m + self.size] for s in self.sources[:n]])
-
-    @property
-    def names(self) -> list[str]:
-        return [os.path.relpath(s, self.folder) if self.folder else s for s in self.sources]
+def header_size(path: str) -> tuple[int, int]:
+    """(width, height) of an image file from its header, with a one-line DataError when unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                return im.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DataError(f"{path}: cannot read as an image ({type(e).__name__})") from None
 
 
 def check_sizes(files: list[str], size: int) -> None:
     """Refuse, in one line, files that cannot be read or are smaller than the working size (header only)."""
     small = []
     for path in files:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with Image.open(path) as im:
-                    w, h = im.size
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise DataError(f"{path}: cannot read as an image ({type(e).__name__})") from None
+        w, h = header_size(path)
         if min(w, h) < size:
             small.append(f"{os.path.basename(path)} ({w}x{h})")
     if small:
@@ -313,7 +332,7 @@ def make_edges2photo(root: str, per_photo: tuple[int, int] = (60, 8), half: int 
     return root
 
 
-class PairedImages:
+class PairedImages(JitteredImages):
     """Paired images in the pix2pix aligned layout: ROOT/train, and ROOT/test (or ROOT/val), each file
     one image holding A (left half) and B (right half) side by side, width twice the height.
 
@@ -333,7 +352,7 @@ class PairedImages:
             want = "train/" if split == "train" else "test/ or val/"
             raise DataError(f"{root}: no {want} folder (pix2pix aligned layout: ROOT/train and ROOT/test or "
                             "ROOT/val, each image A|B side by side)")
-        self.root, self.size, self.direction, self.cache = root, size, direction, {}
+        self.folder, self.size, self.direction, self.cache = root, size, direction, {}
         self.margin = size // 16
         self.sources: list = list_images(folder)
         check_pairs(self.sources, size)
@@ -352,37 +371,12 @@ class PairedImages:
             self.cache[source] = pair
         return pair
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """n random training pairs (the same random shift and flip for both halves): (n, 6, S, S)."""
-        pairs = []
-        for _ in range(n):
-            i = int(torch.randint(len(self.sources), (1,), generator=generator))
-            dy, dx = torch.randint(2 * self.margin + 1, (2,), generator=generator).tolist()
-            pair = self.load(self.sources[i])[:, dy:dy + self.size, dx:dx + self.size]
-            pairs.append(pair.flip(2) if torch.rand(1, generator=generator).item() < 0.5 else pair)
-        return torch.stack(pairs)
-
-    def fixed(self, n: int) -> torch.Tensor:
-        """The first n pairs, centre-cropped and unflipped: (n, 6, S, S)."""
-        m = self.margin
-        return torch.stack([self.load(s)[:, m:m + self.size, m:m + self.size] for s in self.sources[:n]])
-
-    @property
-    def names(self) -> list[str]:
-        return [os.path.relpath(s, self.root) for s in self.sources]
-
 
 def check_pairs(files: list[str], size: int) -> None:
     """Refuse, in one line, a file that cannot be read, is not A|B side by side (width 2 x height), or
     whose halves are smaller than the working size (reads headers only)."""
     for path in files:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with Image.open(path) as im:
-                    w, h = im.size
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise DataError(f"{path}: cannot read as an image ({type(e).__name__})") from None
+        w, h = header_size(path)
         if w != 2 * h:
             raise DataError(f"{path}: {w}x{h} is not an A|B pair (pix2pix aligned images are twice as wide as high)")
         if h < size:

@@ -145,13 +145,18 @@ def print_table(table: list[dict], path: str = "") -> None:
             writer.writerows(table)
 
 
-def compare(runs: list[str], metrics: tuple[str, ...] = ("PSNR hole", "SSIM hole")) -> str:
-    """Markdown table of the final evaluations (eval.csv) of several runs, grouped by everything in
-    config.json except seed and name: mean and standard deviation over the seeds, at step 1 and at
-    the last evaluated step."""
+COMPARE_METRICS = {"style": ("style loss", "content loss"), "inpaint": ("PSNR hole", "SSIM hole"),
+                   "photo": ("PSNR", "SSIM")}
+
+
+def compare(runs: list[str]) -> str:
+    """Markdown table of the final evaluations (eval.csv) of several runs of one task, grouped by
+    everything in config.json except seed and name: mean and standard deviation over the seeds, at
+    step 1 and at the last evaluated step."""
     import json
 
     groups: dict[str, list[list[dict]]] = {}
+    tasks = set()
     for run in runs:
         paths = [os.path.join(run, n) for n in ("config.json", "eval.csv")]
         if not all(os.path.isfile(p) for p in paths):
@@ -161,8 +166,13 @@ def compare(runs: list[str], metrics: tuple[str, ...] = ("PSNR hole", "SSIM hole
         with open(paths[1]) as f:
             table = list(csv.DictReader(f))
         label = f"{config['task']} --rl {config['rl']}, T_max {config['max_episode_steps']}"
-        key = json.dumps({k: v for k, v in config.items() if k not in ("seed", "name", "run_dir", "resume")})
+        label += f", --init {config['init']}" if config["task"] == "photo" else ""
+        key = json.dumps({k: v for k, v in config.items() if k not in ("seed", "name", "run_dir", "resume", "progress")})
+        tasks.add(config["task"])
         groups.setdefault(key, [label]).append(table)
+    if len(tasks) > 1:
+        raise DataError(f"--compare: runs of one task at a time, not {', '.join(sorted(tasks))}")
+    metrics = COMPARE_METRICS[tasks.pop()]
     lines = ["| model | step | seeds | " + " | ".join(metrics) + " |", "|---|---|---|" + "---|" * len(metrics)]
     for label, *tables in groups.values():
         steps = sorted({int(tables[0][1]["step"]), int(tables[0][-1]["step"])})
@@ -170,7 +180,7 @@ def compare(runs: list[str], metrics: tuple[str, ...] = ("PSNR hole", "SSIM hole
             cells = []
             for m in metrics:
                 values = np.array([float(next(r[m] for r in t if int(r["step"]) == k)) for t in tables])
-                cells.append(f"{values.mean():.3f} ± {values.std(ddof=1) if len(values) > 1 else 0:.3f}")
+                cells.append(f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}")
             lines.append(f"| {label} | {k} | {len(tables)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -289,8 +299,12 @@ def main(argv: list[str] | None = None) -> None:
         device = resolve_device(opts.device)
         task = build(args, device)
         if state is not None:
-            task["planner"].load_state_dict(state["planner"])
-            task["actor"].load_state_dict(state["actor"])
+            try:
+                task["planner"].load_state_dict(state["planner"])
+                task["actor"].load_state_dict(state["actor"])
+            except RuntimeError:
+                raise DataError(f"{opts.checkpoint}: its networks do not fit --image-size {args.image_size} "
+                                f"(trained at {state['args']['image_size']})") from None
         else:
             load_released_weights(task["planner"], opts.planner_weights)
             load_released_weights(task["actor"], opts.actor_weights)
