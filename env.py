@@ -1,5 +1,5 @@
 """Environments: state, transition T(s, a) and reward R(s', y) of each task (README E1, E10, E11, E15, E16,
-E21, E22).
+E21, E22, E25-E27).
 
 An environment holds N episodes at once and steps them as one batch. Its interface is the same
 for every task, so `train.py` and `evaluate.py` have one code path:
@@ -20,8 +20,9 @@ from __future__ import annotations
 import torch
 
 from buffer import Field
-from losses import (STYLE_LAYERS, auxiliary_loss_inpaint, auxiliary_loss_photo, auxiliary_loss_style,
-                    content_loss, gram_matrix, overlap_weights, psnr, style_loss)
+from losses import (STYLE_LAYERS, auxiliary_loss_digits, auxiliary_loss_inpaint, auxiliary_loss_photo,
+                    auxiliary_loss_style, compose, content_loss, dice, gram_matrix, overlap_weights, psnr,
+                    style_loss, warp)
 from vgg import IMAGENET_MEAN, IMAGENET_STD, VGG16
 
 
@@ -231,3 +232,61 @@ class PhotoEnv:
         fake_logits = discriminator(action) if discriminator is not None else None
         return auxiliary_loss_photo(action, batch["target"], fake_logits, self.l1_weight, self.adv_weight,
                                     self.tv_weight)
+
+
+INK = 1e-3  # E27's "> 0": above grid_sample's round-off (about 1e-6), below MNIST's faintest ink (1/255)
+
+
+class DigitsEnv:
+    """The digit transform (METHOD.md 5.5, the paper's first figure). Images are in [0, 1].
+
+    The state is [fixed, moved] (2 channels). The action is a displacement field a_t (2, H, W) in pixels,
+    at most `max_step` a pixel per step (the actor's tanh, clamped again here).
+    E25: Omega_t+1 = warp(Omega_t, a_t) + a_t, Omega_0 = 0;  E26: moved_t+1 = warp(moving, Omega_t+1),
+         always the *original* moving digit, so no blur builds up.
+    E27: r_t = 10 Dice(moved_t+1 > 0, fixed > 0), done when the Dice is above `success_dice`,
+         times `reward_scale`; "> 0" is "> INK", so that interpolation round-off is not ink.
+    """
+
+    def __init__(self, max_step: float = 0.5, success_dice: float = 0.96, smooth_weight: float = 1.0,
+                 dice_weight: float = 10.0, reward_scale: float = 1.0) -> None:
+        self.max_step, self.success_dice, self.smooth_weight = max_step, success_dice, smooth_weight
+        self.dice_weight, self.reward_scale = dice_weight, reward_scale
+        self.fixed = self.moving = self.field = self.last_field = None
+
+    def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
+        image = (2, image_size, image_size)
+        return {"state": Field(image, torch.uint8), "plan": Field(plan_shape), "reward": Field(()),
+                "next_state": Field(image, torch.uint8), "done": Field(()),
+                "moving": Field((1, image_size, image_size), torch.uint8), "field": Field(image)}
+
+    def reset(self, pair: torch.Tensor) -> torch.Tensor:
+        """pair: (N, 2, H, W) in [0, 1], fixed then moving -> s_0 = [fixed, moving]."""
+        self.fixed, self.moving = pair[:, :1], pair[:, 1:]
+        self.field = torch.zeros_like(pair)  # Omega_0 = 0, (N, 2, H, W)
+        return pair.clone()
+
+    @torch.no_grad()
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """action: a step field (N, 2, H, W) -> s_t+1, r_t (N,), d_t (N,)."""
+        self.last_field = self.field                                   # Omega_t, stored with the transition
+        self.field = compose(self.field, action.clamp(-self.max_step, self.max_step))  # E25
+        moved = warp(self.moving, self.field)                          # E26
+        score = dice(moved > INK, self.fixed > INK)                    # E27
+        done = (score > self.success_dice).float()
+        return torch.cat([self.fixed, moved], 1), self.reward_scale * self.dice_weight * score, done
+
+    def extras(self) -> dict[str, torch.Tensor]:
+        """The transition just stepped: the original moving digit and the field Omega_t of its state s_t."""
+        return {"moving": self.moving, "field": self.last_field}
+
+    def to_image(self, state: torch.Tensor) -> torch.Tensor:
+        """The moved digit of a state, as grey RGB in [0, 1]."""
+        return state[..., 1:2, :, :].expand(*state.shape[:-3], 3, *state.shape[-2:]).clamp(0, 1)
+
+    def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """E29 on a replayed minibatch: the moving digit warped by Omega_t composed with the new step,
+        against the fixed digit."""
+        moved = warp(batch["moving"], compose(batch["field"], action))   # E25, E26 with gradient
+        return auxiliary_loss_digits(moved, batch["state"][:, :1], action, self.smooth_weight)

@@ -164,3 +164,55 @@ def auxiliary_loss_photo(action: torch.Tensor, target: torch.Tensor, fake_logits
     l_tv = total_variation_squared(action).mean() if fake_logits is not None else zero
     loss = l1_weight * l1 + adv_weight * l_adv + tv_weight * l_tv  # E24
     return loss, {"rec": l1.detach(), "adv": l_adv.detach(), "tv": l_tv.detach()}
+
+
+# ---------------------------------------------------------------- digit transform (E25 to E29)
+def identity_grid(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Pixel coordinates (1, 2, H, W): channel 0 the column x, channel 1 the row y."""
+    y, x = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=device),
+                          torch.arange(width, dtype=torch.float32, device=device), indexing="ij")
+    return torch.stack([x, y])[None]
+
+
+def warp(image: torch.Tensor, field: torch.Tensor, padding: str = "zeros") -> torch.Tensor:
+    """E26: image(p + field(p)), bilinear. image (B, C, H, W); field (B, 2, H, W) in pixels (x, y)."""
+    h, w = image.shape[-2:]
+    position = identity_grid(h, w, image.device) + field                         # (B, 2, H, W)
+    scale = torch.tensor([2 / (w - 1), 2 / (h - 1)], device=image.device).view(1, 2, 1, 1)
+    grid = (position * scale - 1).permute(0, 2, 3, 1)                             # (B, H, W, 2) in [-1, 1]
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding, align_corners=True)
+
+
+def compose(field: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """E25: Omega_t = warp(Omega_t-1, a_t) + a_t, so that warp(x, Omega_t) = warp(warp(x, Omega_t-1), a_t).
+    Fields (B, 2, H, W) in pixels; the old field is extended at the border."""
+    return warp(field, step, padding="border") + step  # E25
+
+
+def dice(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """E27's Dice of two masks (B, ...) of 0/1: 2 |a and b| / (|a| + |b|), per sample (B,); 1 if both are empty."""
+    a, b = a.flatten(1).float(), b.flatten(1).float()
+    total = a.sum(1) + b.sum(1)
+    return torch.where(total > 0, 2 * (a * b).sum(1) / total.clamp_min(1), torch.ones_like(total))
+
+
+def local_ncc_squared(a: torch.Tensor, b: torch.Tensor, window: int = 9, eps: float = 1e-5) -> torch.Tensor:
+    """E28: mean over pixels of the squared local normalised cross-correlation of a and b (B, 1, H, W),
+    in `window` x `window` windows: cov^2 / (var_a var_b + eps), per sample (B,). 1 for a textured image
+    with itself; 0 where either window is flat."""
+    def mean(x: torch.Tensor) -> torch.Tensor:  # local window mean, zero padding
+        return F.avg_pool2d(x, window, stride=1, padding=window // 2, count_include_pad=True)
+
+    ma, mb = mean(a), mean(b)
+    cov = mean(a * b) - ma * mb
+    var_a, var_b = mean(a * a) - ma * ma, mean(b * b) - mb * mb
+    return (cov * cov / (var_a * var_b + eps)).flatten(1).mean(1)  # E28
+
+
+def auxiliary_loss_digits(moved: torch.Tensor, fixed: torch.Tensor, action: torch.Tensor,
+                          smooth_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """E29: J_Aux = -NCC^2(moved, fixed) + 1.0 * mean squared spatial gradient of the step field a_t (E23's form)."""
+    ncc = local_ncc_squared(moved, fixed).mean()
+    smooth = total_variation_squared(action).mean()
+    loss = -ncc + smooth_weight * smooth  # E29
+    return loss, {"ncc": ncc.detach(), "smooth": smooth.detach()}

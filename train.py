@@ -7,9 +7,11 @@
     python train.py --task inpaint --rl off       # the one-step ablation: J_Aux only, same networks
     python train.py --task photo                  # built-in edges -> photo pairs, CPU preset
     python train.py --task photo --data-root facades/ --direction BtoA --device cuda
+    python train.py --task digits                 # built-in MNIST digits, CPU preset
 
-The loop below follows Algorithm 1 line by line (comments "A1.n"); bookkeeping (logging,
-checkpoints, the printed config) is kept apart in runlog.py, pictures in evaluate.py. Equation numbers (E1...)
+The loop below follows Algorithm 1 line by line (comments "A1.n"); what differs between tasks
+(presets, networks, environment, data) is in tasks.py, bookkeeping (logging, checkpoints, the
+printed config) in runlog.py, pictures in evaluate.py. Equation numbers (E1...)
 refer to the table in README.md.
 """
 from __future__ import annotations
@@ -26,22 +28,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from actor import ConvActor, StyleActor
 from buffer import ReplayBuffer
-from critic import Critic, target_copy
-from data import ContentImages, DataError, FaceImages, PairedImages, load_style_image, make_edges2photo
-from discriminator import Discriminator
-from env import InpaintEnv, PhotoEnv, StyleEnv
+from critic import target_copy
+from data import DataError
 from losses import (critic_loss, discriminator_loss, planner_loss, soft_bellman_target, soft_update,
                     temperature_loss)
-from planner import ConvPlanner, StylePlanner
 from runlog import ProgressLog, load_checkpoint, print_config, resume_path, save_checkpoint
-from vgg import VGGError, load_vgg16
+from tasks import PRESETS, build
+from vgg import VGGError
 
 
 @dataclass
 class Args:
-    task: str = field(default="style", metadata={"help": "task to train", "choices": ("style", "inpaint", "photo")})
+    task: str = field(default="style", metadata={"help": "task to train", "choices": ("style", "inpaint", "photo", "digits")})
     rl: str = field(default="on", metadata={"help": "on: RL-I2IT; off: the one-step ablation (J_Aux only, T_max 1, no critic)",
                                             "choices": ("on", "off")})
     seed: int = field(default=1, metadata={"help": "seeds Python, NumPy and torch"})
@@ -80,7 +79,8 @@ class Args:
     vgg_weights: str = field(default="", metadata={"help": "path of torchvision's vgg16-397923af.pth"})
     kappa: float = field(default=1e6, metadata={"help": "reward scale: r = -kappa * style loss (paper: 1e6)"})
     style_weight: float = field(default=1e5, metadata={"help": "lambda, style weight of J_Aux (paper: 1e5)"})
-    tv_weight: float = field(default=1e-7, metadata={"help": "total-variation weight of J_Aux (style beta: 1e-7; photo: 0.1)"})
+    tv_weight: float = field(default=1e-7, metadata={"help": "(squared) total-variation weight of J_Aux (style beta: 1e-7; photo: 0.1; "
+                                                     "digits, on the field: 1)"})
     # face inpainting and photo translation
     data_root: str = field(default="", metadata={"help": "inpaint: folder of faces, e.g. CelebA-HQ; photo: pix2pix aligned "
                                                         "folder (default: built-in data)"})
@@ -97,39 +97,11 @@ class Args:
                                                       "choices": ("AtoB", "BtoA")})
     init: str = field(default="source", metadata={"help": "y_0, the first output: the source (the authors' README) or "
                                                   "noise (their code)", "choices": ("source", "noise")})
-
-
-# --task presets: explicit flags override them. "all": the task's paper values on any device; "cpu" is
-# sized for ~10 minutes on 2 cores and departs from the paper where the README's "Differences" list says
-# so; "cuda" is paper scale.
-PRESETS = {
-    "style": {
-        "cpu": dict(image_size=64, num_envs=8, batch_size=8, total_steps=1200, max_episode_steps=4, test_steps=4,
-                    lr=2e-3, critic_lr=1e-4, learning_starts=32, buffer_size=3000, kappa=1e4, style_weight=2e3,
-                    init_log_alpha=-5.0),
-        "cuda": dict(image_size=256, num_envs=16, batch_size=8, total_steps=40000, learning_starts=1000),
-    },
-    "inpaint": {
-        "all": dict(beta1=0.5, beta2=0.9, save_every=100, reward_scale=0.01, kl_weight=0.01),
-        "cpu": dict(image_size=64, num_envs=16, batch_size=32, total_steps=1500, max_episode_steps=5, test_steps=5,
-                    buffer_size=5000, learning_starts=256, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3, disc_lr=2e-4,
-                    init_log_alpha=-5.0),
-        "cuda": dict(image_size=128, num_envs=32, batch_size=32, total_steps=100000, max_episode_steps=20,
-                     test_steps=15, buffer_size=100000, learning_starts=2000, lr=2e-4, critic_lr=2e-4, alpha_lr=2e-4),
-    },
-    "photo": {
-        "all": dict(rec_weight=1.0, adv_weight=0.02, tv_weight=0.1, success_psnr=30.0, beta1=0.5, beta2=0.9,
-                    reward_scale=0.01, kl_weight=0.01, save_every=100),
-        "cpu": dict(image_size=64, num_envs=16, batch_size=16, total_steps=1500, max_episode_steps=5, test_steps=5,
-                    buffer_size=5000, learning_starts=256, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3, disc_lr=2e-4,
-                    init_log_alpha=-5.0),
-        "cuda": dict(image_size=128, num_envs=16, batch_size=16, total_steps=100000, max_episode_steps=10,
-                     test_steps=5, buffer_size=5000, learning_starts=1000, lr=2e-4, critic_lr=2e-4, alpha_lr=2e-4),
-    },
-}
-
-
-BUILTIN_PAIRS = os.path.join("builtin", "edges2photo")  # where --task photo writes its built-in pairs
+    # digit transform
+    pair_mode: str = field(default="cross", metadata={"help": "digit pairs: cross-class, same-class or a random affine copy",
+                                                      "choices": ("cross", "same", "affine")})
+    max_step: float = field(default=0.5, metadata={"help": "largest displacement of one step, in pixels (paper: 0.5)"})
+    success_dice: float = field(default=0.96, metadata={"help": "Dice above which the episode succeeds (paper: 0.96)"})
 
 
 class Parser(argparse.ArgumentParser):
@@ -164,14 +136,17 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
         parser.error(f"--image-size {args.image_size}: must be at least 16")
     if args.task == "style" and args.image_size % 4:
         parser.error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
+    if args.task == "digits" and args.image_size != 28:
+        parser.error(f"--image-size {args.image_size}: --task digits works on MNIST's 28 x 28 digits")
     if args.task in ("inpaint", "photo") and args.image_size & (args.image_size - 1):
         parser.error(f"--image-size {args.image_size}: must be a power of two for --task {args.task} (32, 64, 128, ...)")
     if args.rl == "off":
         if given.get("max_episode_steps", 1) != 1:
             parser.error("--rl off trains the one-step model: --max-episode-steps must be 1 (or left out)")
         args.max_episode_steps = 1
-    for name, tasks in (("data_root", ("inpaint", "photo")), ("content_dir", ("style",)), ("style_image", ("style",)),
-                        ("direction", ("photo",)), ("init", ("photo",))):
+    for name, tasks in (("data_root", ("inpaint", "photo", "digits")), ("content_dir", ("style",)),
+                        ("style_image", ("style",)), ("direction", ("photo",)), ("init", ("photo",)),
+                        ("pair_mode", ("digits",)), ("max_step", ("digits",)), ("success_dice", ("digits",))):
         if given.get(name) and args.task not in tasks:
             flag = "--" + name.replace("_", "-")
             parser.error(f"{flag} is for --task {' or '.join(tasks)}, not --task {args.task}")
@@ -191,50 +166,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     torch.backends.cudnn.benchmark = not deterministic
 
-
-STATE_CHANNELS = {"style": 3, "inpaint": 3, "photo": 6}  # photo: the source and the current output
-
-
-def networks(args: Args) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The task's planner and actor (on the CPU); build() and benchmark.py's size table use it."""
-    if args.task == "style":
-        return StylePlanner(), StyleActor()
-    planner = ConvPlanner(STATE_CHANNELS[args.task], args.image_size, args.plan_dim, args.width)
-    actor = ConvActor(planner.widths, args.plan_dim, patch=args.task == "inpaint", tanh=args.task == "photo")
-    return planner, actor
-
-
-def build(args: Args, device: torch.device) -> dict:
-    """Networks, environment and data of the task: the only place where tasks differ."""
-    size = args.image_size
-    if args.task == "style":
-        vgg = load_vgg16(args.vgg, args.vgg_weights or None).to(device)
-        style = load_style_image(args.style_image or None, size).to(device)
-        planner, actor = networks(args)  # after the VGG, as before: the seeded initialisation is unchanged
-        task = dict(vgg=vgg, style=style, env=StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight),
-                    planner=planner, actor=actor,
-                    train_data=ContentImages(args.content_dir or None, "train", size),
-                    test_data=ContentImages(args.content_dir or None, "test", size))
-    elif args.task == "photo":
-        planner, actor = networks(args)
-        env = PhotoEnv(args.rec_weight, args.adv_weight, args.tv_weight, args.success_psnr,
-                       reward_scale=args.reward_scale, init=args.init, seed=args.seed)
-        root = args.data_root or make_edges2photo(BUILTIN_PAIRS)
-        task = dict(env=env, planner=planner, actor=actor,
-                    discriminator=Discriminator(3, size).to(device),
-                    train_data=PairedImages(root, "train", size, args.direction),
-                    test_data=PairedImages(root, "test", size, args.direction))
-    else:  # inpaint
-        planner, actor = networks(args)
-        env = InpaintEnv(size, args.rec_weight, args.adv_weight, args.success_psnr, reward_scale=args.reward_scale)
-        task = dict(env=env, planner=planner, actor=actor,
-                    discriminator=Discriminator(3, env.end - env.start).to(device),
-                    train_data=FaceImages(args.data_root or None, "train", size),
-                    test_data=FaceImages(args.data_root or None, "test", size))
-    task["planner"], task["actor"] = task["planner"].to(device), task["actor"].to(device)
-    task["plan_shape"] = task["planner"].plan_shape(size)
-    task["critic"] = Critic(STATE_CHANNELS[args.task], size, task["plan_shape"]).to(device) if args.rl == "on" else None
-    return task
 
 
 def train(args: Args) -> tuple[str, dict]:

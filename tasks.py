@@ -1,0 +1,109 @@
+"""The tasks: each one's `--task` presets, networks, environment and data, wired in one place.
+
+`train.py` runs Algorithm 1 the same way for every task; what differs between tasks is here:
+`PRESETS` (hyperparameters per task and device), `networks` (planner and actor) and `build` (the
+networks on the device, the environment, the data and, for the GAN tasks, the discriminator).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from actor import ConvActor, StyleActor
+from critic import Critic
+from data import (ContentImages, DigitPairs, FaceImages, PairedImages, load_style_image, make_edges2photo)
+from discriminator import Discriminator
+from env import DigitsEnv, InpaintEnv, PhotoEnv, StyleEnv
+from planner import ConvPlanner, StylePlanner
+from vgg import load_vgg16
+
+# --task presets: explicit flags override them. "all": the task's paper values on any device; "cpu" is
+# sized for ~10 minutes on 2 cores and departs from the paper where the README's "Differences" list says
+# so; "cuda" is paper scale.
+PRESETS = {
+    "style": {
+        "cpu": dict(image_size=64, num_envs=8, batch_size=8, total_steps=1200, max_episode_steps=4, test_steps=4,
+                    lr=2e-3, critic_lr=1e-4, learning_starts=32, buffer_size=3000, kappa=1e4, style_weight=2e3,
+                    init_log_alpha=-5.0),
+        "cuda": dict(image_size=256, num_envs=16, batch_size=8, total_steps=40000, learning_starts=1000),
+    },
+    "inpaint": {
+        "all": dict(beta1=0.5, beta2=0.9, save_every=100, reward_scale=0.01, kl_weight=0.01),
+        "cpu": dict(image_size=64, num_envs=16, batch_size=32, total_steps=1500, max_episode_steps=5, test_steps=5,
+                    buffer_size=5000, learning_starts=256, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3, disc_lr=2e-4,
+                    init_log_alpha=-5.0),
+        "cuda": dict(image_size=128, num_envs=32, batch_size=32, total_steps=100000, max_episode_steps=20,
+                     test_steps=15, buffer_size=100000, learning_starts=2000, lr=2e-4, critic_lr=2e-4, alpha_lr=2e-4),
+    },
+    "photo": {
+        "all": dict(rec_weight=1.0, adv_weight=0.02, tv_weight=0.1, success_psnr=30.0, beta1=0.5, beta2=0.9,
+                    reward_scale=0.01, kl_weight=0.01, save_every=100),
+        "cpu": dict(image_size=64, num_envs=16, batch_size=16, total_steps=1500, max_episode_steps=5, test_steps=5,
+                    buffer_size=5000, learning_starts=256, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3, disc_lr=2e-4,
+                    init_log_alpha=-5.0),
+        "cuda": dict(image_size=128, num_envs=16, batch_size=16, total_steps=100000, max_episode_steps=10,
+                     test_steps=5, buffer_size=5000, learning_starts=1000, lr=2e-4, critic_lr=2e-4, alpha_lr=2e-4),
+    },
+    "digits": {
+        "all": dict(image_size=28, tv_weight=1.0, reward_scale=0.01, kl_weight=0.01, test_steps=30, save_every=100),
+        "cpu": dict(num_envs=32, batch_size=32, total_steps=2000, max_episode_steps=30, buffer_size=20000,
+                    learning_starts=256, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3, init_log_alpha=-5.0),
+        "cuda": dict(num_envs=64, batch_size=64, total_steps=100000, max_episode_steps=100, buffer_size=100000,
+                     learning_starts=2000, lr=1e-4, critic_lr=1e-4, alpha_lr=1e-4),
+    },
+}
+
+
+BUILTIN_PAIRS = os.path.join("builtin", "edges2photo")  # where --task photo writes its built-in pairs
+
+STATE_CHANNELS = {"style": 3, "inpaint": 3, "photo": 6, "digits": 2}  # photo: source and output; digits: fixed, moved
+
+
+def networks(args) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The task's planner and actor (on the CPU); build() and benchmark.py's size table use it."""
+    if args.task == "style":
+        return StylePlanner(), StyleActor()
+    if args.task == "digits":  # the style networks with 2 channels: a 1 x 7 x 7 plan, a bounded 2-channel field
+        return StylePlanner(2), StyleActor(2, tanh_scale=args.max_step)
+    planner = ConvPlanner(STATE_CHANNELS[args.task], args.image_size, args.plan_dim, args.width)
+    actor = ConvActor(planner.widths, args.plan_dim, patch=args.task == "inpaint", tanh=args.task == "photo")
+    return planner, actor
+
+
+def build(args, device: torch.device) -> dict:
+    """Networks, environment and data of the task: the only place where tasks differ."""
+    size = args.image_size
+    if args.task == "style":
+        vgg = load_vgg16(args.vgg, args.vgg_weights or None).to(device)
+        style = load_style_image(args.style_image or None, size).to(device)
+        planner, actor = networks(args)  # after the VGG, as before: the seeded initialisation is unchanged
+        task = dict(vgg=vgg, style=style, env=StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight),
+                    planner=planner, actor=actor,
+                    train_data=ContentImages(args.content_dir or None, "train", size),
+                    test_data=ContentImages(args.content_dir or None, "test", size))
+    elif args.task == "photo":
+        planner, actor = networks(args)
+        env = PhotoEnv(args.rec_weight, args.adv_weight, args.tv_weight, args.success_psnr,
+                       reward_scale=args.reward_scale, init=args.init, seed=args.seed)
+        root = args.data_root or make_edges2photo(BUILTIN_PAIRS)
+        task = dict(env=env, planner=planner, actor=actor,
+                    discriminator=Discriminator(3, size).to(device),
+                    train_data=PairedImages(root, "train", size, args.direction),
+                    test_data=PairedImages(root, "test", size, args.direction))
+    elif args.task == "digits":
+        planner, actor = networks(args)
+        task = dict(env=DigitsEnv(args.max_step, args.success_dice, args.tv_weight, reward_scale=args.reward_scale),
+                    planner=planner, actor=actor, train_data=DigitPairs(args.data_root or None, "train", args.pair_mode),
+                    test_data=DigitPairs(args.data_root or None, "test", args.pair_mode))
+    else:  # inpaint
+        planner, actor = networks(args)
+        env = InpaintEnv(size, args.rec_weight, args.adv_weight, args.success_psnr, reward_scale=args.reward_scale)
+        task = dict(env=env, planner=planner, actor=actor,
+                    discriminator=Discriminator(3, env.end - env.start).to(device),
+                    train_data=FaceImages(args.data_root or None, "train", size),
+                    test_data=FaceImages(args.data_root or None, "test", size))
+    task["planner"], task["actor"] = task["planner"].to(device), task["actor"].to(device)
+    task["plan_shape"] = task["planner"].plan_shape(size)
+    task["critic"] = Critic(STATE_CHANNELS[args.task], size, task["plan_shape"]).to(device) if args.rl == "on" else None
+    return task
