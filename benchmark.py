@@ -97,6 +97,7 @@ SIZE_ROWS = [
     ("RL-I2IT face inpainting (authors' code widths)", "inpaint", 128, 512, 64, 15),
     ("RL-I2IT photo translation", "photo", 128, 256, 32, 5),
     ("RL-I2IT photo translation", "photo", 256, 256, 32, 5),
+    ("RL-I2IT digit transform", "digits", 28, 0, 0, 30),
 ]
 
 

@@ -147,7 +147,8 @@ def evaluate_digits(task: dict, pairs: torch.Tensor, steps: list[int], grid_path
     classes = torch.tensor([c[0] for c in task["test_data"].fixed_classes])  # class of each pair's fixed digit
     last = max(steps)
     per_class = [{"fixed class": c, "pairs": int((classes == c).sum()), "Dice step 0": scores[0][classes == c].mean().item(),
-                  f"Dice step {last}": scores[last][classes == c].mean().item()} for c in classes.unique().tolist()]
+                  f"Dice step {last}": scores[last][classes == c].mean().item(),
+                  f"std step {last}": scores[last][classes == c].std().item()} for c in classes.unique().tolist()]
     print(f"Dice by the class of the fixed digit, identity (step 0) and step {last}:")
     print_table(per_class, grid_path.replace(".png", "_classes.csv"))
     scale = 4  # the field is drawn at 4x: a square grid, a line every 2 digit pixels, warped by Omega
@@ -230,7 +231,7 @@ def plot_curves(csv_path: str, png_path: str) -> None:
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     panels = [("return", "episode return"), ("aux_loss", "auxiliary loss J_Aux"), ("style", "style loss L_ST"),
-              ("content", "content loss L_CO"), ("rec", "reconstruction L1 L_rec"), ("disc_loss", "discriminator J_D"),
+              ("content", "content loss L_CO"), ("rec", "reconstruction L1 L_rec"), ("ncc", "local NCC^2"), ("disc_loss", "discriminator J_D"),
               ("critic_loss", "critic loss J_Q"), ("alpha", "temperature alpha")]
     panels = [(k, t) for k, t in panels if any(r.get(k) for r in rows)][:6]  # the task's curves
     fig, axes = plt.subplots(2, 3, figsize=(12, 6))
