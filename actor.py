@@ -62,7 +62,7 @@ class ConvActor(nn.Module):
     def __init__(self, widths: list[int], plan_dim: int = 256, out_channels: int = 3, patch: bool = False,
                  tanh: bool = False) -> None:
         super().__init__()
-        self.patch, self.tanh = patch, tanh
+        self.tanh = tanh
         self.blocks = nn.ModuleList()
         c = plan_dim
         for w in reversed(widths):                 # coarsest (4 x 4) first

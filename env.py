@@ -6,7 +6,7 @@ for every task, so `train.py` and `evaluate.py` have one code path:
 
     state = env.reset(source)                 # s_0, (N, C, H, W)
     state, reward, done = env.step(action)    # s_t+1, r_t (N,), d_t (N,)
-    env.extras()                              # task extras stored with each transition
+    env.extras()                              # task extras of the current state, stored with its transition
     env.auxiliary_loss(action, batch, D)      # J_Aux's task loss on a replayed minibatch (E9);
                                               # D: the discriminator of GAN tasks, or None
     env.buffer_fields()                       # how the replay buffer stores the above
@@ -189,7 +189,7 @@ class PhotoEnv:
             raise ValueError(f"init {init!r}: choose source or noise")
         self.l1_weight, self.adv_weight, self.tv_weight = l1_weight, adv_weight, tv_weight
         self.success_psnr, self.bonus, self.reward_scale, self.init = success_psnr, bonus, reward_scale, init
-        self.generator = torch.Generator().manual_seed(seed)  # the noise of init="noise"
+        self.seed, self.generator = seed, None  # the noise of init="noise", drawn on the images' device
         self.source: torch.Tensor | None = None
         self.target: torch.Tensor | None = None
 
@@ -206,8 +206,9 @@ class PhotoEnv:
         if self.init == "source":
             output = self.source                                                    # E21: y_0 = x
         else:
-            noise = torch.rand(self.source.shape, generator=self.generator) * 2 - 1  # E21: y_0 = noise
-            output = noise.to(self.source.device)
+            if self.generator is None or self.generator.device != self.source.device:
+                self.generator = torch.Generator(self.source.device).manual_seed(self.seed)
+            output = torch.rand(self.source.shape, generator=self.generator, device=self.source.device) * 2 - 1  # E21
         return torch.cat([self.source, output], 1)
 
     @torch.no_grad()
@@ -252,7 +253,7 @@ class DigitsEnv:
                  dice_weight: float = 10.0, reward_scale: float = 1.0) -> None:
         self.max_step, self.success_dice, self.smooth_weight = max_step, success_dice, smooth_weight
         self.dice_weight, self.reward_scale = dice_weight, reward_scale
-        self.fixed = self.moving = self.field = self.last_field = None
+        self.fixed = self.moving = self.field = None
 
     def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
         image = (2, image_size, image_size)
@@ -269,7 +270,6 @@ class DigitsEnv:
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """action: a step field (N, 2, H, W) -> s_t+1, r_t (N,), d_t (N,)."""
-        self.last_field = self.field                                   # Omega_t, stored with the transition
         self.field = compose(self.field, action.clamp(-self.max_step, self.max_step))  # E25
         moved = warp(self.moving, self.field)                          # E26
         score = dice(moved > INK, self.fixed > INK)                    # E27
@@ -277,8 +277,8 @@ class DigitsEnv:
         return torch.cat([self.fixed, moved], 1), self.reward_scale * self.dice_weight * score, done
 
     def extras(self) -> dict[str, torch.Tensor]:
-        """The transition just stepped: the original moving digit and the field Omega_t of its state s_t."""
-        return {"moving": self.moving, "field": self.last_field}
+        """Of the current state s_t: the original moving digit and the field Omega_t."""
+        return {"moving": self.moving, "field": self.field}
 
     def to_image(self, state: torch.Tensor) -> torch.Tensor:
         """The moved digit of a state, as grey RGB in [0, 1]."""

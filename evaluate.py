@@ -183,6 +183,7 @@ def print_table(table: list[dict], path: str = "") -> None:
 
 COMPARE_METRICS = {"style": ("style loss", "content loss"), "inpaint": ("PSNR hole", "SSIM hole"),
                    "photo": ("PSNR", "SSIM"), "digits": ("Dice", "Dice std")}
+COMPARE_FLAGS = {"photo": ("init",), "digits": ("pair_mode",)}  # task flags shown in the model column
 
 
 def compare(runs: list[str]) -> str:
@@ -202,8 +203,7 @@ def compare(runs: list[str]) -> str:
         with open(paths[1]) as f:
             table = list(csv.DictReader(f))
         label = f"{config['task']} --rl {config['rl']}, T_max {config['max_episode_steps']}"
-        label += f", --init {config['init']}" if config["task"] == "photo" else ""
-        label += f", --pair-mode {config['pair_mode']}" if config["task"] == "digits" else ""
+        label += "".join(f", --{k.replace('_', '-')} {config[k]}" for k in COMPARE_FLAGS.get(config["task"], ()))
         key = json.dumps({k: v for k, v in config.items() if k not in ("seed", "name", "run_dir", "resume", "progress")})
         tasks.add(config["task"])
         groups.setdefault(key, [label]).append(table)

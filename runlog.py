@@ -18,7 +18,7 @@ class ProgressLog:
     """progress.csv, one row per episode; columns fixed by the first row."""
     COLUMNS = ["episode", "step", "transitions", "updates", "seconds", "return", "critic_loss", "q",
                "planner_loss", "temperature_loss", "log_prob", "aux_loss", "content", "style", "tv", "rec", "adv",
-               "disc_loss", "alpha"]
+               "ncc", "smooth", "disc_loss", "alpha"]
 
     def __init__(self, path: str, append: bool) -> None:
         self.path = path

@@ -222,9 +222,10 @@ def train(args: Args) -> tuple[str, dict]:
                     plan = dist.sample()                                 # A1.5: p_t ~ pi(. | s_t), E1
                     action = actor(plan, features)                       # A1.6: a_t = mu(s_t, p_t), E1
                 planner.train(), actor.train()
+                extras = env.extras()                                    # the task's extras of s_t
                 next_state, reward, done = env.step(action)              # A1.7: s_t+1, r_t, d_t
                 transition = dict(state=state, plan=plan, reward=reward, next_state=next_state, done=done,
-                                  **env.extras())
+                                  **extras)
                 buffer.add({k: v[running] for k, v in transition.items()})  # A1.8: D <- D + transition
                 episode_return += reward * running
                 running &= done == 0

@@ -137,11 +137,12 @@ def test_environment_warps_the_original_moving_digit_and_rewards_dice():
     step = torch.zeros(1, 2, 8, 8)
     step[:, 0] = -0.5                                  # sample half a pixel to the left: content moves right
     _, _, _ = env.step(step)
+    stored = env.extras()                              # what the next transition stores with s_1
     s2, reward, done = env.step(step * 5)              # clamped to -0.5 again: one pixel in all
     assert torch.allclose(env.field[:, 0], torch.full((1, 8, 8), -1.0)) and torch.allclose(env.field[:, 1], torch.zeros(1, 8, 8))
     assert torch.allclose(s2[:, 1:], fixed, atol=1e-6)   # exactly on the fixed bar
     assert torch.allclose(reward, torch.tensor([10.0])) and done.item() == 1.0
-    assert torch.allclose(env.extras()["field"][:, 0], torch.full((1, 8, 8), -0.5))  # Omega_t of s_t
+    assert torch.allclose(stored["field"][:, 0], torch.full((1, 8, 8), -0.5))  # Omega_t of s_t
     assert env.to_image(s2).shape == (1, 3, 8, 8)
 
 
