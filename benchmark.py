@@ -1,6 +1,17 @@
-"""Benchmarks: how big RL-I2IT's networks are next to pix2pix's generator.
+"""Benchmarks: speed, replay memory, and how big RL-I2IT's networks are next to pix2pix's generator.
 
+    python benchmark.py throughput     # env steps/s and updates/s at 1 and 16 environments, every task
+    python benchmark.py throughput --device cuda --amp --channels-last
+    python benchmark.py memory         # replay-buffer bytes per transition at paper scale, vs float32 states
     python benchmark.py sizes          # parameters and FLOPs per image, every task, and pix2pix's U-Net
+
+Throughput runs each (task, environments) row in a fresh process, so that its peak memory is its own,
+with the task's preset for the device. Collection is acting and stepping the environments and adding
+to the replay buffer, with no updates (train.py's A1.3-A1.8); an update is A1.10-A1.12 at the
+preset's batch size, with the adversarial term on. Each is timed over three windows and the best is
+kept (the least disturbed by other work on the machine). "env steps/s" counts transitions: one
+batched step of 16 environments is 16 environment steps. The style rows use a randomly initialised
+VGG-16, which costs the same as the real weights.
 
 The paper's claim for photo translation is far fewer parameters and FLOPs than pix2pix. The size
 table counts the planner and actor (what runs at inference; the critic and the discriminator only
@@ -15,6 +26,13 @@ a mirrored decoder with skip connections, batch norm, dropout 0.5 in the first t
 from __future__ import annotations
 
 import argparse
+import csv
+import multiprocessing
+import os
+import resource
+import sys
+import time
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -127,12 +145,219 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+class HostCopyCounter:
+    """Counts calls from this repository's code that copy tensor data to the host or to NumPy (.item,
+    .tolist, .numpy, .cpu) while active. Calls inside torch are left out: Adam reads its step counter,
+    a CPU tensor even on a GPU, with .item()."""
+    METHODS = ("item", "tolist", "numpy", "cpu")
+    REPO = os.path.dirname(os.path.abspath(__file__))
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextmanager
+    def watch(self):
+        originals = {m: getattr(torch.Tensor, m) for m in self.METHODS}
+
+        def counted(original):
+            def call(tensor, *a, **k):
+                self.count += sys._getframe(1).f_code.co_filename.startswith(self.REPO)
+                return original(tensor, *a, **k)
+            return call
+        for m, f in originals.items():
+            setattr(torch.Tensor, m, counted(f))
+        try:
+            yield
+        finally:
+            for m, f in originals.items():
+                setattr(torch.Tensor, m, f)
+
+
+def best_rate(work, seconds: float, sync) -> float:
+    """Units of work a second: `work()` returns how many units it did; best of three windows."""
+    work()  # warm-up
+    rates = []
+    for _ in range(3):
+        sync()
+        start, done = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds / 3:
+            done += work()
+        sync()
+        rates.append(done / (time.perf_counter() - start))
+    return max(rates)
+
+
+SMOKE = ["--image-size", "32", "--batch-size", "4", "--max-episode-steps", "2", "--buffer-size", "64"]
+
+
+def measure(task_name: str, num_envs: int, device_name: str, seconds: float, amp: bool, channels_last: bool,
+            smoke: bool) -> dict:
+    """One throughput row (run in a fresh process by `throughput_table`)."""
+    from train import act, autocast, initialise, parse_args, seed_everything, update  # noqa: F401
+    from tasks import build
+    from buffer import ReplayBuffer
+
+    torch.set_num_threads(torch.get_num_threads())
+    argv = ["--task", task_name, "--num-envs", str(num_envs), "--device", device_name, "--learning-starts", "1"]
+    argv += ["--vgg", "random"] if task_name == "style" else []
+    argv += (["--amp"] if amp else []) + (["--channels-last"] if channels_last else [])
+    argv += [a for a in SMOKE if not (task_name == "digits" and a in ("--image-size", "32"))] if smoke else []
+    args, _ = parse_args(argv)
+    device = torch.device(device_name if device_name != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    seed_everything(args.seed, args.deterministic)
+    task = build(args, device)
+    env, planner, actor = task["env"], task["planner"], task["actor"]
+    modules, log_alpha, target_entropy = initialise(args, task, device)
+    buffer = ReplayBuffer(args.buffer_size, env.buffer_fields(args.image_size, task["plan_shape"]), device)
+    data_rng, sample_rng = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(0)
+    copies = HostCopyCounter()
+
+    def collect_episode() -> int:
+        """train.py's A1.3-A1.8 for one episode of all environments; returns the environment steps."""
+        state = env.reset(task["train_data"].sample(args.num_envs, data_rng).to(device))
+        running = torch.ones(args.num_envs, dtype=torch.bool, device=device)
+        steps = 0
+        with copies.watch():
+            for _ in range(args.max_episode_steps):
+                plan, action = act(args, planner, actor, state)
+                extras = env.extras()
+                next_state, reward, done = env.step(action)
+                transition = env.pack(dict(state=state, plan=plan, reward=reward, next_state=next_state, done=done,
+                                           **extras))
+                buffer.add({k: v[running] for k, v in transition.items()})
+                running &= done == 0
+                state, steps = next_state, steps + args.num_envs
+                if not running.any():
+                    break
+        return steps
+
+    updates = 0
+
+    def one_update() -> int:
+        nonlocal updates
+        updates += 1
+        with copies.watch():
+            update(args, task, buffer, modules, log_alpha, target_entropy, updates, sample_rng, True)
+        return 1
+
+    def one_sample() -> int:
+        with copies.watch():
+            env.unpack(buffer.sample(args.batch_size, sample_rng))
+        return 1
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    env_steps = best_rate(collect_episode, seconds, sync)
+    update_rate = best_rate(one_update, seconds, sync)
+    sample_rate = best_rate(one_sample, seconds / 4, sync)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    return {"task": task_name, "device": device.type, "amp": amp, "channels_last": channels_last,
+            "envs": num_envs, "image": args.image_size, "batch": args.batch_size,
+            "env steps/s": round(env_steps, 1), "updates/s": round(update_rate, 2),
+            "sample ms": round(1000 / sample_rate, 2), "sample % of update": round(100 * update_rate / sample_rate, 2),
+            "host copies": copies.count, "peak memory MiB": round(peak / 2 ** 20),
+            "buffer bytes/transition": buffer.bytes_per_transition()}
+
+
+def throughput_table(tasks: list[str], envs: list[int], device: str, seconds: float, amp: bool = False,
+                     channels_last: bool = False, smoke: bool = False) -> list[dict]:
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for task in tasks:
+        for n in envs:
+            with context.Pool(1) as pool:  # a fresh process per row: its own peak memory
+                rows.append(pool.apply(measure, (task, n, device, seconds, amp, channels_last, smoke)))
+            r = rows[-1]
+            print(f"  {task} x{n}: {r['env steps/s']} env steps/s, {r['updates/s']} updates/s", flush=True)
+    return rows
+
+
+THROUGHPUT_COLUMNS = ["task", "envs", "image", "batch", "env steps/s", "updates/s", "sample % of update",
+                      "host copies", "peak memory MiB", "buffer bytes/transition"]
+
+
+def throughput_markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(THROUGHPUT_COLUMNS) + " |", "|" + "---|" * len(THROUGHPUT_COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{r[c]:,}" if isinstance(r[c], int) and c != "envs" else str(r[c])
+                                       for c in THROUGHPUT_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+# Replay memory at paper scale: each task's CUDA preset (image size and --buffer-size).
+def memory_table() -> list[dict]:
+    from buffer import transition_bytes
+    from env import DigitsEnv, InpaintEnv, PhotoEnv, StyleEnv
+    from tasks import PRESETS, STATE_CHANNELS, networks
+    from train import Args
+    from vgg import load_vgg16
+
+    rows = []
+    for task_name in ("style", "inpaint", "photo", "digits"):
+        preset = PRESETS[task_name]
+        args = Args(**{**preset.get("all", {}), **preset["cuda"], "task": task_name})
+        size = args.image_size
+        env = {"style": lambda: StyleEnv(load_vgg16("random"), torch.rand(3, 32, 32)), "photo": PhotoEnv,
+               "inpaint": lambda: InpaintEnv(size), "digits": DigitsEnv}[task_name]()
+        ours = transition_bytes(env.buffer_fields(size, networks(args)[0].plan_shape(size)))
+        float32_states = 2 * 4 * STATE_CHANNELS[task_name] * size * size  # the authors' s_t and s_t+1
+        rows.append({"task": task_name, "image": size, "transitions": args.buffer_size, "bytes/transition": ours,
+                     "GB": args.buffer_size * ours / 1e9, "float32 states bytes/transition": float32_states,
+                     "float32 states GB": args.buffer_size * float32_states / 1e9})
+    return rows
+
+
+def memory_markdown(rows: list[dict]) -> str:
+    lines = ["| task | image | transitions (CUDA preset) | ours: bytes/transition | ours: total | "
+             "two float32 states: bytes/transition | two float32 states: total |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['image']} x {r['image']} | {r['transitions']:,} | {r['bytes/transition']:,} | "
+                     f"{r['GB']:.1f} GB | {r['float32 states bytes/transition']:,} | {r['float32 states GB']:.1f} GB |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["sizes"], help="sizes: parameters and FLOPs against pix2pix")
-    parser.parse_args(argv)
+    parser.add_argument("what", choices=["throughput", "memory", "sizes"],
+                        help="throughput: steps and updates a second; memory: replay buffer at paper scale; "
+                             "sizes: parameters and FLOPs against pix2pix")
+    parser.add_argument("--tasks", nargs="+", default=["style", "inpaint", "photo", "digits"],
+                        choices=["style", "inpaint", "photo", "digits"])
+    parser.add_argument("--envs", nargs="+", type=int, default=[1, 16], help="numbers of environments to run")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--seconds", type=float, default=6.0, help="time per measurement (three windows)")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (train.py --amp)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last convolutions")
+    parser.add_argument("--csv", default="", help="where to write the table (default: runs/benchmark_DEVICE.csv)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes and short windows, for the tests")
+    opts = parser.parse_args(argv)
     torch.manual_seed(0)
-    print(markdown(size_table()))
+    if opts.what == "sizes":
+        print(markdown(size_table()))
+        return
+    if opts.what == "memory":
+        print(memory_markdown(memory_table()))
+        return
+    if opts.device == "cuda" and not torch.cuda.is_available():
+        parser.exit(2, "benchmark.py: error: --device cuda: no CUDA device is available\n")
+    if min(opts.envs) < 1 or opts.seconds <= 0:
+        parser.exit(2, "benchmark.py: error: --envs must be at least 1 and --seconds positive\n")
+    device = "cuda" if opts.device == "auto" and torch.cuda.is_available() else "cpu" if opts.device == "auto" \
+        else opts.device
+    seconds = 0.3 if opts.smoke else opts.seconds
+    print(f"throughput on {device} ({torch.get_num_threads()} threads), {seconds:g} s a measurement:")
+    rows = throughput_table(opts.tasks, opts.envs, device, seconds, opts.amp, opts.channels_last, opts.smoke)
+    print(throughput_markdown(rows))
+    path = opts.csv or os.path.join("runs", f"benchmark_{device}{'_amp' if opts.amp else ''}"
+                                            f"{'_cl' if opts.channels_last else ''}.csv")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":

@@ -3,13 +3,21 @@
 Storage is preallocated on the training device, so sampling never copies between host and
 device. N transitions (one per environment) go in with one call. Image fields can be stored
 compactly: `uint8` quantises values from a known range [low, high] to 256 levels (1 byte a
-value instead of 4), `float16` halves the size; they come back as float32.
+value instead of 4), `float16` halves the size; they come back as float32. What is stored of a
+transition is the environment's choice (env.pack: no second copy of what can be rebuilt).
+
+Before allocating, the buffer checks that it fits: `capacity` times the bytes of one transition
+must stay under 90 % of the memory available on its device, or it refuses with ReplayMemoryError.
 """
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 
 import torch
+
+GiB = 2 ** 30
 
 
 @dataclass
@@ -22,10 +30,51 @@ class Field:
     high: float | torch.Tensor = 1.0
 
 
+class ReplayMemoryError(Exception):
+    """The replay buffer asked for would not fit in the memory available."""
+
+
+def transition_bytes(fields: dict[str, Field]) -> int:
+    """Bytes one stored transition takes."""
+    return sum(math.prod(f.shape) * torch.empty((), dtype=f.dtype).element_size() for f in fields.values())
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for a new allocation: free GPU memory, or the OS's MemAvailable (None if unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:  # Linux
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    try:  # other Unix systems
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def memory_estimate(capacity: int, fields: dict[str, Field], device: torch.device | str = "cpu") -> str:
+    """One line for the start of a run: the size of one transition, of the whole buffer and what is free.
+    Raises ReplayMemoryError when the buffer would take more than 90 % of the free memory."""
+    device = torch.device(device)
+    per, free = transition_bytes(fields), available_memory(device)
+    need = capacity * per
+    line = f"replay buffer: {per / 1024:.1f} KiB per transition x {capacity:,} = {need / GiB:.2f} GiB on {device.type}"
+    if free is None:
+        return line + " (free memory unknown)"
+    if need > 0.9 * free:
+        raise ReplayMemoryError(f"--buffer-size {capacity:,}: the replay buffer needs {need / GiB:.1f} GiB "
+                                f"({per / 1024:.1f} KiB per transition) but only {free / GiB:.1f} GiB of {device.type} "
+                                f"memory is free; lower --buffer-size (at most about {int(0.9 * free / per):,} fit)")
+    return line + f" ({free / GiB:.1f} GiB free)"
+
+
 class ReplayBuffer:
     """Ring buffer of `capacity` transitions; `add` takes a dict of (N, *shape) tensors."""
 
     def __init__(self, capacity: int, fields: dict[str, Field], device: torch.device | str = "cpu") -> None:
+        memory_estimate(capacity, fields, device)  # refuses a buffer that would not fit
         self.capacity, self.fields, self.device = capacity, fields, torch.device(device)
         self.storage = {name: torch.zeros((capacity, *f.shape), dtype=f.dtype, device=self.device)
                         for name, f in fields.items()}
@@ -35,7 +84,7 @@ class ReplayBuffer:
                        for name, f in fields.items() if f.dtype == torch.uint8}
 
     def bytes_per_transition(self) -> int:
-        return sum(t[0].numel() * t.element_size() for t in self.storage.values())
+        return transition_bytes(self.fields)
 
     def _encode(self, name: str, x: torch.Tensor) -> torch.Tensor:
         if name in self._range:

@@ -56,7 +56,7 @@ class QNetwork(nn.Module):
         else:
             h = self.after_plan(state).mean((2, 3))       # (B, c')
             h = torch.cat([h, plan], 1)                   # (B, c' + P)
-        return self.head(h).squeeze(1)                    # (B,)
+        return self.head(h).squeeze(1).float()            # (B,), float32 under --amp too
 
 
 class Critic(nn.Module):

@@ -35,4 +35,4 @@ class Discriminator(nn.Module):
         self.head = spectral_norm(nn.Conv2d(c, 1, 4))  # 4x4 valid conv: (B, 1, 1, 1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(image)).flatten()  # (B,) logits
+        return self.head(self.features(image)).flatten().float()  # (B,) logits, float32 under --amp too

@@ -7,13 +7,21 @@ for every task, so `train.py` and `evaluate.py` have one code path:
     state = env.reset(source)                 # s_0, (N, C, H, W)
     state, reward, done = env.step(action)    # s_t+1, r_t (N,), d_t (N,)
     env.extras()                              # task extras of the current state, stored with its transition
+    stored = env.pack(transition)             # what the replay buffer keeps of a transition and its extras
+    batch = env.unpack(stored)                # ... and the full transition rebuilt from it, for updates
+    env.buffer_fields()                       # how the replay buffer stores what pack() gives
     env.auxiliary_loss(action, batch, D)      # J_Aux's task loss on a replayed minibatch (E9);
                                               # D: the discriminator of GAN tasks, or None
-    env.buffer_fields()                       # how the replay buffer stores the above
     env.to_image(state)                       # a state as [0, 1] RGB, for pictures and metrics
 
 `done` marks a task-defined terminal state (success); running out of steps (T_max) is a time
 limit handled by the training loop and never written into the Bellman target.
+
+pack() keeps no second copy of what can be rebuilt: a face-inpainting state is the episode's face
+with the hole's content pasted in, so the buffer stores the face once and the two holes (of s_t and
+s_t+1), not two whole states; photo translation stores the source once, not in both states. With
+8-bit image storage that is 69 KB a transition at 128 x 128, against the 393 KB of the authors' two
+float32 states (README, "Speed and memory").
 """
 from __future__ import annotations
 
@@ -24,6 +32,9 @@ from losses import (STYLE_LAYERS, auxiliary_loss_digits, auxiliary_loss_inpaint,
                     auxiliary_loss_style, compose, content_loss, dice, gram_matrix, overlap_weights, psnr,
                     style_loss, warp)
 from vgg import IMAGENET_MEAN, IMAGENET_STD, VGG16
+
+
+PASS = ("plan", "reward", "done")  # stored as they are by every task's pack()
 
 
 def normalize(image: torch.Tensor) -> torch.Tensor:
@@ -81,6 +92,13 @@ class StyleEnv:
     def extras(self) -> dict[str, torch.Tensor]:
         return {"content": self.content}
 
+    def pack(self, transition: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Nothing to leave out: s_t, s_t+1 and the content image all differ (s_0 is the content)."""
+        return dict(transition)
+
+    def unpack(self, stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return dict(stored)
+
     def to_image(self, state: torch.Tensor) -> torch.Tensor:
         return denormalize(state)
 
@@ -133,16 +151,20 @@ class InpaintEnv:
         a, b = self.start + self.ring, self.end - self.ring
         return slice(a, b), slice(a, b)
 
+    @property
+    def hole_size(self) -> int:
+        return self.end - self.start - 2 * self.ring
+
     def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
-        image, patch = (3, image_size, image_size), (3, self.end - self.start, self.end - self.start)
-        return {"state": Field(image, torch.uint8, -1.0, 1.0), "plan": Field(plan_shape), "reward": Field(()),
-                "next_state": Field(image, torch.uint8, -1.0, 1.0), "done": Field(()),
-                "target": Field(patch, torch.uint8, -1.0, 1.0)}
+        image, hole = (3, image_size, image_size), (3, self.hole_size, self.hole_size)
+        return {"image": Field(image, torch.uint8, -1.0, 1.0), "hole": Field(hole, torch.uint8, -1.0, 1.0),
+                "next_hole": Field(hole, torch.uint8, -1.0, 1.0), "plan": Field(plan_shape), "reward": Field(()),
+                "done": Field(())}
 
     def reset(self, image: torch.Tensor) -> torch.Tensor:
         """image: (N, 3, S, S) in [0, 1] -> s_0 (N, 3, S, S) in [-1, 1], the hole white."""
-        x = image * 2 - 1
-        self.target = x[..., self.start:self.end, self.start:self.end].clone()  # y_centre, (N, 3, P, P)
+        x = self.image = image * 2 - 1
+        self.target = x[..., self.start:self.end, self.start:self.end]           # y_centre, (N, 3, P, P)
         self.masked = x.clone()
         self.masked[(..., *self.hole)] = 1.0                                      # E15: s_0
         return self.masked
@@ -158,7 +180,19 @@ class InpaintEnv:
         return state, self.reward_scale * (score + self.bonus * done), done  # E16: r_t, d_t
 
     def extras(self) -> dict[str, torch.Tensor]:
-        return {"target": self.target}
+        return {"image": self.image}  # the whole face x: s_0 and y_centre are parts of it
+
+    def pack(self, transition: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The face once and the holes of s_t and s_t+1: the states differ from the face only there."""
+        return {"image": transition["image"], "hole": transition["state"][(..., *self.hole)],
+                "next_hole": transition["next_state"][(..., *self.hole)], **{k: transition[k] for k in PASS}}
+
+    def unpack(self, stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        image = stored["image"]
+        state, next_state = image.clone(), image.clone()
+        state[(..., *self.hole)], next_state[(..., *self.hole)] = stored["hole"], stored["next_hole"]  # E15
+        return {"state": state, "next_state": next_state, "target": image[..., self.start:self.end, self.start:self.end],
+                **{k: stored[k] for k in PASS}}
 
     def to_image(self, state: torch.Tensor) -> torch.Tensor:
         return ((state + 1) / 2).clamp(0, 1)
@@ -194,10 +228,9 @@ class PhotoEnv:
         self.target: torch.Tensor | None = None
 
     def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
-        state, image = (6, image_size, image_size), (3, image_size, image_size)
-        return {"state": Field(state, torch.uint8, -1.0, 1.0), "plan": Field(plan_shape), "reward": Field(()),
-                "next_state": Field(state, torch.uint8, -1.0, 1.0), "done": Field(()),
-                "target": Field(image, torch.uint8, -1.0, 1.0)}
+        image = Field((3, image_size, image_size), torch.uint8, -1.0, 1.0)
+        return {"source": image, "output": image, "next_output": image, "target": image, "plan": Field(plan_shape),
+                "reward": Field(()), "done": Field(())}
 
     def reset(self, pair: torch.Tensor) -> torch.Tensor:
         """pair: (N, 6, S, S) in [0, 1], source then target -> s_0 (N, 6, S, S) in [-1, 1]."""
@@ -220,7 +253,18 @@ class PhotoEnv:
         return state, self.reward_scale * (score + self.bonus * done), done  # E22: r_t, d_t
 
     def extras(self) -> dict[str, torch.Tensor]:
-        return {"target": self.target}
+        return {"source": self.source, "target": self.target}
+
+    def pack(self, transition: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The source once (it is the first half of both states), the outputs y_t and y_t+1, the target."""
+        return {"source": transition["source"], "output": transition["state"][:, 3:],
+                "next_output": transition["next_state"][:, 3:], "target": transition["target"],
+                **{k: transition[k] for k in PASS}}
+
+    def unpack(self, stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        source = stored["source"]
+        return {"state": torch.cat([source, stored["output"]], 1), "target": stored["target"],   # E21
+                "next_state": torch.cat([source, stored["next_output"]], 1), **{k: stored[k] for k in PASS}}
 
     def to_image(self, state: torch.Tensor) -> torch.Tensor:
         """The current output y_t of a state, as [0, 1] RGB."""
@@ -256,10 +300,10 @@ class DigitsEnv:
         self.fixed = self.moving = self.field = None
 
     def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
-        image = (2, image_size, image_size)
-        return {"state": Field(image, torch.uint8), "plan": Field(plan_shape), "reward": Field(()),
-                "next_state": Field(image, torch.uint8), "done": Field(()),
-                "moving": Field((1, image_size, image_size), torch.uint8), "field": Field(image)}
+        digit = Field((1, image_size, image_size), torch.uint8)
+        return {"fixed": digit, "moved": digit, "next_moved": digit, "moving": digit,
+                "field": Field((2, image_size, image_size)), "plan": Field(plan_shape), "reward": Field(()),
+                "done": Field(())}
 
     def reset(self, pair: torch.Tensor) -> torch.Tensor:
         """pair: (N, 2, H, W) in [0, 1], fixed then moving -> s_0 = [fixed, moving]."""
@@ -279,6 +323,17 @@ class DigitsEnv:
     def extras(self) -> dict[str, torch.Tensor]:
         """Of the current state s_t: the original moving digit and the field Omega_t."""
         return {"moving": self.moving, "field": self.field}
+
+    def pack(self, transition: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The fixed digit once (the first channel of both states), the moved digits of s_t and s_t+1."""
+        return {"fixed": transition["state"][:, :1], "moved": transition["state"][:, 1:],
+                "next_moved": transition["next_state"][:, 1:], "moving": transition["moving"],
+                "field": transition["field"], **{k: transition[k] for k in PASS}}
+
+    def unpack(self, stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        fixed = stored["fixed"]
+        return {"state": torch.cat([fixed, stored["moved"]], 1), "next_state": torch.cat([fixed, stored["next_moved"]], 1),
+                "moving": stored["moving"], "field": stored["field"], **{k: stored[k] for k in PASS}}
 
     def to_image(self, state: torch.Tensor) -> torch.Tensor:
         """The moved digit of a state, as grey RGB in [0, 1]."""

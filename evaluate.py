@@ -24,6 +24,7 @@ from PIL import Image
 from data import DataError
 from env import denormalize
 from losses import psnr
+from runlog import CheckpointError, read_checkpoint
 from vgg import VGGError
 
 
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
         if opts.checkpoint:
             if not os.path.isfile(opts.checkpoint):
                 raise DataError(f"--checkpoint {opts.checkpoint}: no such file")
-            state = torch.load(opts.checkpoint, map_location="cpu", weights_only=False)
+            state = read_checkpoint(opts.checkpoint)
             args = Args(**state["args"])
             if opts.task not in (None, args.task):
                 raise DataError(f"--task {opts.task}: the checkpoint was trained for --task {args.task}")
@@ -353,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         os.makedirs(out, exist_ok=True)
         grid = os.path.join(out, "eval_grid.png")
         table = EVALUATE[args.task](task, images, sorted(set(opts.steps)), grid)
-    except (DataError, VGGError) as e:
+    except (DataError, VGGError, CheckpointError) as e:
         sys.exit(f"error: {e}")
     source = f"VGG-16 weights: {task['vgg'].source}; " if "vgg" in task else ""
     print(f"{source}held-out images: {n} at {args.image_size}x{args.image_size}, plan mean")

@@ -101,7 +101,7 @@ class StylePlanner(nn.Module):
         f1 = F.relu(self.in1_e(self.conv1(state)))  # (B, 16, H, W)
         f2 = F.relu(self.in2_e(self.conv2(f1)))     # (B, 32, H/2, W/2)
         f3 = F.relu(self.in3_e(self.conv3(f2)))     # (B, 64, H/4, W/4)
-        h = self.res1(f3)                           # (B, 64, H/4, W/4)
+        h = self.res1(f3).float()                   # (B, 64, H/4, W/4); float32 under --amp too
         mean = h[:, :32].mean(1, keepdim=True)      # (B, 1, H/4, W/4): m_psi(s)
         log_var = squash_log_variance(h[:, 32:])    # E2, (B, 32, H/4, W/4)
         std = log_var.exp().std(1, keepdim=True) + 1e-6  # (B, 1, H/4, W/4): sigma_psi(s), authors' reduction
@@ -136,7 +136,7 @@ class ConvPlanner(nn.Module):
         for block in self.down:
             h = block(h)                                   # (B, w_i, S / 2^(i+1), S / 2^(i+1))
             features.append(h)
-        mean, u = self.head(h).flatten(1).chunk(2, dim=1)  # (B, P) each
+        mean, u = self.head(h).float().flatten(1).chunk(2, dim=1)  # (B, P) each; float32 under --amp too
         std = (0.5 * squash_log_variance(u)).exp()         # E2: sigma = exp(log sigma^2 / 2)
         return PlanDistribution(mean, std), features
 

@@ -10,21 +10,50 @@ import os
 
 import torch
 
-from buffer import ReplayBuffer
 from data import DataError
 
 
+class CheckpointError(Exception):
+    """A checkpoint file that cannot be read."""
+
+
+class NonFiniteLoss(Exception):
+    """A loss (or the return) became NaN or infinite."""
+
+
+def check_finite(stats: dict[str, list[torch.Tensor]], update_steps: list[int], episode_return: torch.Tensor,
+                 step: int) -> None:
+    """Raises NonFiniteLoss naming the first loss that was not finite and the step of that update.
+    Called once an episode, on the losses it has kept anyway, so the training loop never waits on it."""
+    first = None  # (update index, loss name)
+    for name, values in stats.items():
+        bad = (~torch.isfinite(torch.stack(values))).nonzero()
+        if len(bad) and (first is None or bad[0, 0].item() < first[0]):
+            first = (bad[0, 0].item(), name)
+    if first is not None:
+        i, name = first
+        value = stats[name][i].item()
+        raise NonFiniteLoss(f"{name} is {value} at step {update_steps[i]}")
+    if not torch.isfinite(episode_return).all():
+        raise NonFiniteLoss(f"the episode return is not finite at step {step}")
+
+
 class ProgressLog:
-    """progress.csv, one row per episode; columns fixed by the first row."""
+    """progress.csv, one row per episode; columns fixed by the first row. On resume, rows after the
+    checkpoint's step (episodes run again after a crash) are dropped first."""
     COLUMNS = ["episode", "step", "transitions", "updates", "seconds", "return", "critic_loss", "q",
                "planner_loss", "temperature_loss", "log_prob", "aux_loss", "content", "style", "tv", "rec", "adv",
                "ncc", "smooth", "disc_loss", "alpha"]
 
-    def __init__(self, path: str, append: bool) -> None:
+    def __init__(self, path: str, resume_step: int | None = None) -> None:
         self.path = path
-        if not (append and os.path.isfile(path)):
-            with open(path, "w", newline="") as f:
-                csv.writer(f).writerow(self.COLUMNS)
+        rows = []
+        if resume_step is not None and os.path.isfile(path):
+            with open(path, newline="") as f:
+                rows = [r for r in csv.reader(f)][1:]
+            rows = [r for r in rows if r and int(r[1]) <= resume_step]  # column 1: step
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows([self.COLUMNS, *rows])
 
     def write(self, row: dict) -> None:
         with open(self.path, "a", newline="") as f:
@@ -46,13 +75,30 @@ def save_checkpoint(path: str, args, modules: dict, log_alpha: torch.Tensor, ste
                  updates=updates, data_rng=data_rng.get_state(), sample_rng=sample_rng.get_state().cpu(),
                  torch_rng=torch.get_rng_state())
     tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename, so a crash never leaves a half-written file
+        os.replace(tmp, path)     # atomic: `path` is the old checkpoint or the new one, never a mix
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_checkpoint(path: str, device: torch.device | str = "cpu") -> dict:
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:  # truncated or not a checkpoint at all: pickle, zip and torch errors alike
+        raise CheckpointError(f"{path}: cannot read it as a checkpoint ({type(e).__name__})") from None
+    if not isinstance(state, dict) or "args" not in state:
+        raise CheckpointError(f"{path}: not a train.py checkpoint")
+    return state
 
 
 def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, data_rng: torch.Generator,
                     sample_rng: torch.Generator) -> tuple[int, int, int]:
-    state = torch.load(path, map_location=log_alpha.device, weights_only=False)
+    state = read_checkpoint(path, log_alpha.device)
     for k, module in modules.items():
         module.load_state_dict(state[k])
     with torch.no_grad():
@@ -66,7 +112,7 @@ def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, data_rng:
     return state["step"], state["episode"], state["updates"]
 
 
-def print_config(args, run: str, device: torch.device, task: dict, buffer: ReplayBuffer) -> None:
+def print_config(args, run: str, device: torch.device, task: dict) -> None:
     config = dataclasses.asdict(args)
     with open(os.path.join(run, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
@@ -78,6 +124,3 @@ def print_config(args, run: str, device: torch.device, task: dict, buffer: Repla
           + f"planner+actor {count('planner') + count('actor'):,} parameters | critic {count('critic'):,} | "
           + (f"discriminator {count('discriminator'):,} | " if "discriminator" in task else "")
           + f"plan {task['plan_shape']}")
-    per = buffer.bytes_per_transition()
-    print(f"replay buffer: {per / 1024:.1f} KiB per transition, {per * args.buffer_size / 2**20:.1f} MiB for "
-          f"{args.buffer_size} transitions")

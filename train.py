@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,12 +29,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from buffer import ReplayBuffer
+from buffer import ReplayBuffer, ReplayMemoryError, memory_estimate
 from critic import target_copy
 from data import DataError
 from losses import (critic_loss, discriminator_loss, planner_loss, soft_bellman_target, soft_update,
                     temperature_loss)
-from runlog import ProgressLog, load_checkpoint, print_config, resume_path, save_checkpoint
+from runlog import (CheckpointError, NonFiniteLoss, ProgressLog, check_finite, load_checkpoint, print_config,
+                    read_checkpoint, resume_path, save_checkpoint)
 from tasks import PRESETS, build
 from vgg import VGGError
 
@@ -50,6 +52,8 @@ class Args:
     name: str = field(default="", metadata={"help": "run folder name (default: TASK-seedSEED)"})
     resume: str = field(default="", metadata={"help": "checkpoint file or run folder to continue from"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar (--no-progress: quiet, e.g. in notebooks)"})
+    amp: bool = field(default=False, metadata={"help": "bfloat16 autocast of the networks' forward passes (for GPUs)"})
+    channels_last: bool = field(default=False, metadata={"help": "channels-last (NHWC) convolutions (for GPUs)"})
     # Algorithm 1 schedule
     total_steps: int = field(default=2000, metadata={"help": "environment steps (each steps all --num-envs episodes)"})
     num_envs: int = field(default=8, metadata={"help": "episodes run at once as one batch (authors: 1)"})
@@ -164,21 +168,23 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    # Deterministic mode also fills every new tensor with NaN, a debugging aid that cost 8-19 % of a CPU
+    # update here (README, "Speed and memory"); results are the same without it.
+    torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.benchmark = not deterministic
 
 
-
-def train(args: Args) -> tuple[str, dict]:
-    device = resolve_device(args.device)
-    seed_everything(args.seed, args.deterministic)
-    task = build(args, device)
-    env, planner, actor, critic = task["env"], task["planner"], task["actor"], task["critic"]
-    plan_shape, betas = task["plan_shape"], (args.beta1, args.beta2)
-
-    # A1.1: initialise planner psi, actor phi, critics theta_1,2, targets theta-bar <- theta, log alpha,
-    #       (GAN tasks) discriminator omega, replay buffer D
+def initialise(args: Args, task: dict, device: torch.device) -> tuple[dict, torch.Tensor, float]:
+    """A1.1: planner psi, actor phi, critics theta_1,2, targets theta-bar <- theta, log alpha, (GAN tasks)
+    discriminator omega, and their optimisers. Returns the modules, log alpha and H_bar."""
+    betas = (args.beta1, args.beta2)
+    if args.channels_last:  # NHWC convolutions (faster on GPUs with tensor cores)
+        for k in ("planner", "actor", "critic", "discriminator", "vgg"):
+            if task.get(k) is not None:
+                task[k].to(memory_format=torch.channels_last)
+    planner, actor, critic = task["planner"], task["actor"], task["critic"]
     log_alpha = torch.tensor(args.init_log_alpha, device=device, requires_grad=True)
-    target_entropy = -float(np.prod(plan_shape)) if np.isnan(args.target_entropy) else args.target_entropy
+    target_entropy = -float(np.prod(task["plan_shape"])) if np.isnan(args.target_entropy) else args.target_entropy
     modules = dict(planner=planner, actor=actor,
                    planner_opt=torch.optim.Adam(planner.parameters(), args.lr, betas),  # psi: J_kappa and J_Aux
                    actor_opt=torch.optim.Adam(actor.parameters(), args.lr, betas))      # phi: J_Aux
@@ -189,7 +195,36 @@ def train(args: Args) -> tuple[str, dict]:
     if "discriminator" in task:
         modules.update(discriminator=task["discriminator"],                             # D_omega: J_D
                        discriminator_opt=torch.optim.Adam(task["discriminator"].parameters(), args.disc_lr, betas))
-    buffer = ReplayBuffer(args.buffer_size, env.buffer_fields(args.image_size, plan_shape), device)
+    return modules, log_alpha, target_entropy
+
+
+def autocast(args: Args, device: torch.device):
+    """--amp: bfloat16 autocast around the networks' forward passes (no loss scaling needed for bfloat16)."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=args.amp)
+
+
+@torch.no_grad()
+def act(args: Args, planner, actor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A1.5-A1.6: p_t ~ pi(. | s_t), a_t = mu(s_t, p_t) (E1), with the running normalisation statistics
+    as at inference."""
+    planner.eval(), actor.eval()
+    with autocast(args, state.device):
+        dist, features = planner(state)
+        plan = dist.sample()                                             # A1.5: p_t ~ pi(. | s_t), E1
+        action = actor(plan, features).float()                           # A1.6: a_t = mu(s_t, p_t), E1
+    planner.train(), actor.train()
+    return plan, action
+
+
+def train(args: Args) -> tuple[str, dict]:
+    device = resolve_device(args.device)
+    seed_everything(args.seed, args.deterministic)
+    task = build(args, device)
+    env, planner, actor = task["env"], task["planner"], task["actor"]
+    modules, log_alpha, target_entropy = initialise(args, task, device)   # A1.1
+    fields = env.buffer_fields(args.image_size, task["plan_shape"])
+    print(memory_estimate(args.buffer_size, fields, device))             # before allocating: refuses what won't fit
+    buffer = ReplayBuffer(args.buffer_size, fields, device)              # A1.1: replay buffer D
     data_rng = torch.Generator().manual_seed(args.seed)
     sample_rng = torch.Generator(device=device).manual_seed(args.seed)
 
@@ -199,33 +234,30 @@ def train(args: Args) -> tuple[str, dict]:
     step = episode = updates = 0
     if args.resume:
         step, episode, updates = load_checkpoint(resume_path(args.resume), modules, log_alpha, data_rng, sample_rng)
-    print_config(args, run, device, task, buffer)
-    log = ProgressLog(os.path.join(run, "progress.csv"), append=bool(args.resume))
+    print_config(args, run, device, task)
+    log = ProgressLog(os.path.join(run, "progress.csv"), resume_step=step if args.resume else None)
+    checkpoint_path = os.path.join(run, "checkpoint.pt")
 
     def checkpoint() -> None:
-        save_checkpoint(os.path.join(run, "checkpoint.pt"), args, modules, log_alpha, step, episode, updates,
-                        data_rng, sample_rng)
+        save_checkpoint(checkpoint_path, args, modules, log_alpha, step, episode, updates, data_rng, sample_rng)
 
     bar = tqdm(total=args.total_steps, initial=step, desc=f"{args.task}", unit="step", dynamic_ncols=True,
                disable=not args.progress)
     start = time.time()
+    signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` (SIGTERM) ends the run like Ctrl-C
     try:
         while step < args.total_steps:                                   # A1.2: for each episode
             state = env.reset(task["train_data"].sample(args.num_envs, data_rng).to(device))  # A1.3: s_0
             episode_return = torch.zeros(args.num_envs, device=device)
             running = torch.ones(args.num_envs, dtype=torch.bool, device=device)
             stats: dict[str, list[torch.Tensor]] = {}
+            update_steps: list[int] = []
             for t in range(args.max_episode_steps):                      # A1.4: for t = 0 .. T_max - 1
-                planner.eval(), actor.eval()  # act with the running normalisation statistics, as inference does
-                with torch.no_grad():
-                    dist, features = planner(state)
-                    plan = dist.sample()                                 # A1.5: p_t ~ pi(. | s_t), E1
-                    action = actor(plan, features)                       # A1.6: a_t = mu(s_t, p_t), E1
-                planner.train(), actor.train()
+                plan, action = act(args, planner, actor, state)          # A1.5, A1.6
                 extras = env.extras()                                    # the task's extras of s_t
                 next_state, reward, done = env.step(action)              # A1.7: s_t+1, r_t, d_t
-                transition = dict(state=state, plan=plan, reward=reward, next_state=next_state, done=done,
-                                  **extras)
+                transition = env.pack(dict(state=state, plan=plan, reward=reward, next_state=next_state, done=done,
+                                           **extras))                    # what D keeps: nothing rebuildable twice
                 buffer.add({k: v[running] for k, v in transition.items()})  # A1.8: D <- D + transition
                 episode_return += reward * running
                 running &= done == 0
@@ -237,11 +269,14 @@ def train(args: Args) -> tuple[str, dict]:
                     for k, v in update(args, task, buffer, modules, log_alpha, target_entropy, updates,
                                        sample_rng, gan_on).items():
                         stats.setdefault(k, []).append(v)
+                    update_steps.append(step)
                 if not running.any() or step >= args.total_steps:       # A1.13: end the episode
                     break
             episode += 1
 
-            # Bookkeeping, apart from the algorithm: progress log, bar, checkpoints.
+            # Bookkeeping, apart from the algorithm: stop on a non-finite loss (before any checkpoint of
+            # this episode), progress log, bar, checkpoints.
+            check_finite(stats, update_steps, episode_return, step)
             row = {"episode": episode, "step": step, "transitions": buffer.size, "updates": updates,
                    "return": episode_return.mean().item(), "alpha": log_alpha.exp().item(),
                    "seconds": round(time.time() - start, 1),
@@ -254,9 +289,18 @@ def train(args: Args) -> tuple[str, dict]:
         bar.close()
         checkpoint()
         sys.exit(f"interrupted at step {step}: checkpoint saved, continue with --resume {run}")
+    except NonFiniteLoss as e:
+        bar.close()
+        last = f"the last good checkpoint is {checkpoint_path}" if os.path.isfile(checkpoint_path) else \
+            "no checkpoint was written before it"
+        raise NonFiniteLoss(f"{e}: training stopped; {last}") from None
     bar.close()
     checkpoint()
     return run, task
+
+
+def stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: torch.Tensor,
@@ -264,22 +308,26 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
     """A1.10 to A1.12: one update of critics, (every second time) temperature and planner, then
     (GAN tasks) the discriminator, then J_Aux. With --rl off only the last two."""
     planner, actor, env = m["planner"], m["actor"], task["env"]
-    batch = buffer.sample(args.batch_size, rng)                      # A1.10: minibatch from D
+    batch = env.unpack(buffer.sample(args.batch_size, rng))          # A1.10: minibatch from D, states rebuilt
+    amp = lambda: autocast(args, batch["state"].device)  # noqa: E731  (forward passes only, as autocast asks)
     out = {}
     if "critic" in m:
-        out.update(update_rl(args, batch, m, log_alpha, target_entropy, updates))
+        out.update(update_rl(args, batch, m, log_alpha, target_entropy, updates, amp))
 
     # A1.12: (GAN tasks) discriminator by E18, then J_Aux on planner and actor by E9, on replayed states
-    dist, features = planner(batch["state"])
-    action = actor(dist.rsample(), features)                         # E9: a = mu(s, p~), p~ reparameterised
+    with amp():
+        dist, features = planner(batch["state"])
+        action = actor(dist.rsample(), features).float()            # E9: a = mu(s, p~), p~ reparameterised
     discriminator = m.get("discriminator") if gan_on else None
     if discriminator is not None:
-        loss_discriminator = discriminator_loss(discriminator(batch["target"]), discriminator(action.detach()))  # E18
+        with amp():
+            loss_discriminator = discriminator_loss(discriminator(batch["target"]), discriminator(action.detach()))  # E18
         m["discriminator_opt"].zero_grad()
         loss_discriminator.backward()
         m["discriminator_opt"].step()
         out["disc_loss"] = loss_discriminator.detach()
-    loss_aux, parts = env.auxiliary_loss(action, batch, discriminator)  # E9 with the task loss
+    with amp():
+        loss_aux, parts = env.auxiliary_loss(action, batch, discriminator)  # E9 with the task loss
     m["planner_opt"].zero_grad()
     m["actor_opt"].zero_grad()
     loss_aux.backward()
@@ -291,7 +339,7 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
 
 
 def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_entropy: float,
-              updates: int) -> dict[str, torch.Tensor]:
+              updates: int, amp) -> dict[str, torch.Tensor]:
     """A1.11 and A1.12's RL half: critics by E5 with targets by E8; every second time alpha and planner."""
     planner, critic, critic_target = m["planner"], m["critic"], m["critic_target"]
     state, plan, reward, next_state, done = (batch[k] for k in ("state", "plan", "reward", "next_state", "done"))
@@ -299,13 +347,14 @@ def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_
     out = {}
 
     # A1.11: critics by E5, then targets by E8
-    with torch.no_grad():
+    with torch.no_grad(), amp():
         next_dist, _ = planner(next_state)
         next_plan = next_dist.sample()                               # p' ~ pi(. | s_t+1)
         target = soft_bellman_target(reward, done, *critic_target(next_state, next_plan),
                                      next_dist.log_prob(next_plan), alpha, args.gamma)  # E4
-    q1, q2 = critic(state, plan)
-    loss_critic = critic_loss(q1, q2, target)                        # E5
+    with amp():
+        q1, q2 = critic(state, plan)
+        loss_critic = critic_loss(q1, q2, target)                    # E5
     m["critic_opt"].zero_grad()
     loss_critic.backward()
     m["critic_opt"].step()
@@ -314,11 +363,12 @@ def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_
 
     # A1.12: every second update, temperature by E7 and planner by E6
     if updates % args.planner_every == 0:
-        dist, _ = planner(state)
-        new_plan = dist.rsample()                                    # E2: gradient flows into psi
-        log_prob = dist.log_prob(new_plan)
-        kl = dist.kl_to_standard_normal() if args.kl_weight > 0 else None
-        loss_planner = planner_loss(log_prob, *critic(state, new_plan), alpha, kl, args.kl_weight)  # E6
+        with amp():
+            dist, _ = planner(state)
+            new_plan = dist.rsample()                                # E2: gradient flows into psi
+            log_prob = dist.log_prob(new_plan)
+            kl = dist.kl_to_standard_normal() if args.kl_weight > 0 else None
+            loss_planner = planner_loss(log_prob, *critic(state, new_plan), alpha, kl, args.kl_weight)  # E6
         m["planner_opt"].zero_grad()
         loss_planner.backward()
         m["planner_opt"].step()
@@ -333,17 +383,14 @@ def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_
 
 def main(argv: list[str] | None = None) -> None:
     args, given = parse_args(argv)
-    if args.resume:
-        try:
-            saved = torch.load(resume_path(args.resume), map_location="cpu", weights_only=False)["args"]
-        except DataError as e:
-            sys.exit(f"error: {e}")
-        args = Args(**{**saved, **given})  # the saved run's settings, with explicit flags on top
     try:
+        if args.resume:
+            saved = read_checkpoint(resume_path(args.resume))["args"]
+            args = Args(**{**saved, **given})  # the saved run's settings, with explicit flags on top
         run, task = train(args)
         from evaluate import final_report
         final_report(run, args, task)
-    except (DataError, VGGError) as e:
+    except (DataError, VGGError, CheckpointError, ReplayMemoryError, NonFiniteLoss) as e:
         sys.exit(f"error: {e}")
 
 
