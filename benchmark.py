@@ -193,7 +193,7 @@ SMOKE = ["--image-size", "32", "--batch-size", "4", "--max-episode-steps", "2", 
 def measure(task_name: str, num_envs: int, device_name: str, seconds: float, amp: bool, channels_last: bool,
             smoke: bool) -> dict:
     """One throughput row (run in a fresh process by `throughput_table`)."""
-    from train import act, autocast, initialise, parse_args, seed_everything, update  # noqa: F401
+    from train import act, initialise, parse_args, seed_everything, update
     from tasks import build
     from buffer import ReplayBuffer
 

@@ -25,7 +25,19 @@ def squash_log_variance(u: torch.Tensor, lmin: float = LOG_VAR_MIN,
 
 
 class PlanDistribution(Normal):
-    """Diagonal Gaussian over a plan of any shape; `log_prob` is summed to one number per sample."""
+    """Diagonal Gaussian over a plan of any shape; `log_prob` is summed to one number per sample.
+
+    torch's argument checks are off: each one waits for the device (a GPU sync on every planner call),
+    and a NaN mean would raise deep inside torch; train.py stops on non-finite losses instead."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__(mean, std, validate_args=False)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        """The same draw as Normal.sample (m + sigma * eps, under no_grad) without torch.normal's check
+        that sigma >= 0, which a NaN would fail deep inside torch."""
+        with torch.no_grad():
+            return self.rsample(sample_shape)
 
     def log_prob(self, plan: torch.Tensor) -> torch.Tensor:  # (B, ...) -> (B,)
         return super().log_prob(plan).flatten(1).sum(1)
@@ -39,7 +51,7 @@ class PlanDistribution(Normal):
         return (0.5 * (var + self.mean.pow(2) - 1 - var.log())).flatten(1).sum(1)
 
     # rsample() (inherited): E2, p = m + sigma * eps with eps ~ N(0, I); gradient reaches psi.
-    # sample() (inherited): the same draw under no_grad, for acting only.
+    # sample(): the same draw under no_grad, for acting only.
 
 
 class ConvLayer(nn.Module):

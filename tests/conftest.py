@@ -21,6 +21,14 @@ def run_script(script: str, *argv: str, cwd: str | None = None) -> subprocess.Co
                           cwd=cwd or ROOT, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+def one_line_error(result: subprocess.CompletedProcess, text: str) -> None:
+    """The run failed with exactly one line on stderr, holding `text`, and no traceback."""
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert text in lines[0], lines[0]
+
+
 @pytest.fixture
 def tiny():
     return list(TINY)

@@ -12,7 +12,6 @@ from conftest import run_script
 from data import DataError, DigitPairs, read_idx
 from env import DigitsEnv
 from losses import auxiliary_loss_digits, compose, dice, identity_grid, local_ncc_squared, warp
-from test_inpaint import one_line_error
 
 TINY = ["--task", "digits", "--num-envs", "4", "--batch-size", "4", "--total-steps", "12", "--max-episode-steps", "3",
         "--learning-starts", "4", "--test-steps", "3"]
@@ -162,16 +161,3 @@ def test_train_and_evaluate_digits(tmp_path):
     steps = [row for row in table if len(row) == len(table[-1])]
     assert [row[0] for row in steps[-3:]] == ["0", "1", "2"]
     assert (tmp_path / "digits-seed1" / "eval_grid.png").is_file()
-
-
-@pytest.mark.parametrize("extra, text", [
-    (["--data-root", "{missing}"], "no such folder"),
-    (["--data-root", "{empty}"], "no train-images-idx3-ubyte"),
-    (["--image-size", "32"], "28 x 28"),
-    (["--pair-mode", "diagonal"], "invalid choice: 'diagonal'"),
-])
-def test_bad_digits_input_gives_one_line(tmp_path, extra, text):
-    (tmp_path / "empty").mkdir()
-    paths = {"missing": tmp_path / "nope", "empty": tmp_path / "empty"}
-    extra = [e.format(**paths) for e in extra]
-    one_line_error(run_script("train.py", *TINY, "--run-dir", str(tmp_path), *extra), text)

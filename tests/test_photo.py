@@ -11,12 +11,11 @@ from PIL import Image
 
 from actor import ConvActor
 from benchmark import Pix2PixUNet, agent_size, count_flops
-from conftest import run_script
+from conftest import one_line_error, run_script
 from data import DataError, PairedImages, make_edges2photo
 from env import PhotoEnv
 from losses import auxiliary_loss_photo, total_variation_squared
 from planner import ConvPlanner
-from test_inpaint import one_line_error
 
 TINY = ["--task", "photo", "--image-size", "32", "--num-envs", "4", "--batch-size", "4", "--total-steps", "8",
         "--max-episode-steps", "2", "--learning-starts", "4", "--test-steps", "2", "--gan-warmup", "0.5"]
@@ -206,24 +205,3 @@ def test_train_and_evaluate_photo(tmp_path):
     assert "| photo --rl off, T_max 1, --init noise | 1 | 1 |" in result.stdout, result.stdout
     one_line_error(run_script("evaluate.py", "--checkpoint", str(runs / "photo-seed1" / "checkpoint.pt"),
                               "--image-size", "64", cwd=str(tmp_path)), "do not fit --image-size 64")
-
-
-@pytest.mark.parametrize("extra, text", [
-    (["--data-root", "{missing}"], "no such folder"),
-    (["--data-root", "{notrain}"], "no train/ folder"),
-    (["--data-root", "{odd}"], "is not an A|B pair"),
-    (["--direction", "AtoC"], "invalid choice: 'AtoC'"),
-    (["--init", "zeros"], "invalid choice: 'zeros'"),
-    (["--image-size", "48"], "power of two"),
-])
-def test_bad_photo_input_gives_one_line(tmp_path, extra, text):
-    (tmp_path / "notrain").mkdir()
-    make_layout(tmp_path / "odd")
-    Image.new("RGB", (33, 32)).save(tmp_path / "odd" / "train" / "odd.png")
-    paths = {"missing": tmp_path / "nope", "notrain": tmp_path / "notrain", "odd": tmp_path / "odd"}
-    extra = [e.format(**paths) for e in extra]
-    one_line_error(run_script("train.py", *TINY, "--run-dir", str(tmp_path), *extra), text)
-
-
-def test_photo_flags_are_refused_for_other_tasks(tmp_path):
-    one_line_error(run_script("train.py", "--task", "inpaint", "--direction", "BtoA"), "--direction is for --task photo")
