@@ -5,11 +5,13 @@
     python benchmark.py memory         # replay-buffer bytes per transition at paper scale, vs float32 states
     python benchmark.py sizes          # parameters and FLOPs per image, every task, and pix2pix's U-Net
 
-Throughput runs each (task, environments) row in a fresh process, so that its peak memory is its own,
-with the task's preset for the device. Collection is acting and stepping the environments and adding
+Throughput runs each task in a fresh process, so that its peak memory is its own, with the task's
+preset for the device. Collection is acting and stepping the environments and adding
 to the replay buffer, with no updates (train.py's A1.3-A1.8); an update is A1.10-A1.12 at the
-preset's batch size, with the adversarial term on. Each is timed over three windows and the best is
-kept (the least disturbed by other work on the machine). "env steps/s" counts transitions: one
+preset's batch size, with the adversarial term on; it does not depend on the number of
+environments. Each is timed, after a warm-up as long, over five windows and the best is kept (the
+least disturbed by other work on the machine). The numbers of environments are timed one after the
+other, not in turns: switching batch shapes every window halved the 16-environment photo speed here. "env steps/s" counts transitions: one
 batched step of 16 environments is 16 environment steps. The style rows use a randomly initialised
 VGG-16, which costs the same as the real weights.
 
@@ -173,32 +175,38 @@ class HostCopyCounter:
                 setattr(torch.Tensor, m, f)
 
 
-def best_rate(work, seconds: float, sync) -> float:
-    """Units of work a second: `work()` returns how many units it did; best of three windows."""
-    work()  # warm-up
-    rates = []
-    for _ in range(3):
-        sync()
-        start, done = time.perf_counter(), 0
-        while time.perf_counter() - start < seconds / 3:
-            done += work()
-        sync()
-        rates.append(done / (time.perf_counter() - start))
-    return max(rates)
+def best_rates(works: dict, seconds: float, sync, windows: int = 5) -> dict:
+    """Units of work a second for each `works[key]()` (which returns how many units it did), after a
+    warm-up: the windows of different keys interleave and each keeps its best window."""
+    for work in works.values():  # warm-up: the first seconds of a process are slower (memory allocator,
+        start = time.perf_counter()  # oneDNN kernels for each shape), up to 2x here
+        while time.perf_counter() - start < seconds / len(works):
+            work()
+    best = dict.fromkeys(works, 0.0)
+    for _ in range(windows):
+        for key, work in works.items():
+            sync()
+            start, done = time.perf_counter(), 0
+            while time.perf_counter() - start < seconds / windows:
+                done += work()
+            sync()
+            best[key] = max(best[key], done / (time.perf_counter() - start))
+    return best
 
 
 SMOKE = ["--image-size", "32", "--batch-size", "4", "--max-episode-steps", "2", "--buffer-size", "64"]
 
 
-def measure(task_name: str, num_envs: int, device_name: str, seconds: float, amp: bool, channels_last: bool,
-            smoke: bool) -> dict:
-    """One throughput row (run in a fresh process by `throughput_table`)."""
+def measure(task_name: str, envs: list[int], device_name: str, seconds: float, amp: bool, channels_last: bool,
+            smoke: bool) -> list[dict]:
+    """The throughput rows of one task, one per number of environments (run in a fresh process by
+    `throughput_table`, so that the peak memory is the task's)."""
     from train import act, initialise, parse_args, seed_everything, update
     from tasks import build
     from buffer import ReplayBuffer
 
     torch.set_num_threads(torch.get_num_threads())
-    argv = ["--task", task_name, "--num-envs", str(num_envs), "--device", device_name, "--learning-starts", "1"]
+    argv = ["--task", task_name, "--device", device_name, "--learning-starts", "1"]
     argv += ["--vgg", "random"] if task_name == "style" else []
     argv += (["--amp"] if amp else []) + (["--channels-last"] if channels_last else [])
     argv += [a for a in SMOKE if not (task_name == "digits" and a in ("--image-size", "32"))] if smoke else []
@@ -208,15 +216,18 @@ def measure(task_name: str, num_envs: int, device_name: str, seconds: float, amp
     seed_everything(args.seed, args.deterministic)
     task = build(args, device)
     env, planner, actor = task["env"], task["planner"], task["actor"]
+    if hasattr(task["train_data"], "load"):  # decode the image files once, as a long run has: time the
+        for source in task["train_data"].sources:  # steady state, not the first pass over the data
+            task["train_data"].load(source)
     modules, log_alpha, target_entropy = initialise(args, task, device)
     buffer = ReplayBuffer(args.buffer_size, env.buffer_fields(args.image_size, task["plan_shape"]), device)
     data_rng, sample_rng = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(0)
     copies = HostCopyCounter()
 
-    def collect_episode() -> int:
-        """train.py's A1.3-A1.8 for one episode of all environments; returns the environment steps."""
-        state = env.reset(task["train_data"].sample(args.num_envs, data_rng).to(device))
-        running = torch.ones(args.num_envs, dtype=torch.bool, device=device)
+    def collect_episode(num_envs: int) -> int:
+        """train.py's A1.3-A1.8 for one episode of `num_envs` environments; returns the environment steps."""
+        state = env.reset(task["train_data"].sample(num_envs, data_rng).to(device))
+        running = torch.ones(num_envs, dtype=torch.bool, device=device)
         steps = 0
         with copies.watch():
             for _ in range(args.max_episode_steps):
@@ -227,7 +238,7 @@ def measure(task_name: str, num_envs: int, device_name: str, seconds: float, amp
                                            **extras))
                 buffer.add({k: v[running] for k, v in transition.items()})
                 running &= done == 0
-                state, steps = next_state, steps + args.num_envs
+                state, steps = next_state, steps + num_envs
                 if not running.any():
                     break
         return steps
@@ -248,17 +259,17 @@ def measure(task_name: str, num_envs: int, device_name: str, seconds: float, amp
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    env_steps = best_rate(collect_episode, seconds, sync)
-    update_rate = best_rate(one_update, seconds, sync)
-    sample_rate = best_rate(one_sample, seconds / 4, sync)
+    env_steps = {n: best_rates({n: lambda n=n: collect_episode(n)}, seconds, sync)[n] for n in envs}
+    update_rate = best_rates({"update": one_update}, seconds, sync)["update"]
+    sample_rate = best_rates({"sample": one_sample}, seconds / 4, sync)["sample"]
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    return {"task": task_name, "device": device.type, "amp": amp, "channels_last": channels_last,
-            "envs": num_envs, "image": args.image_size, "batch": args.batch_size,
-            "env steps/s": round(env_steps, 1), "updates/s": round(update_rate, 2),
-            "sample ms": round(1000 / sample_rate, 2), "sample % of update": round(100 * update_rate / sample_rate, 2),
-            "host copies": copies.count, "peak memory MiB": round(peak / 2 ** 20),
-            "buffer bytes/transition": buffer.bytes_per_transition()}
+    return [{"task": task_name, "device": device.type, "amp": amp, "channels_last": channels_last,
+             "envs": n, "image": args.image_size, "batch": args.batch_size, "env steps/s": round(env_steps[n], 1),
+             "x 1 env": round(env_steps[n] / env_steps[envs[0]], 2), "updates/s": round(update_rate, 2),
+             "sample ms": round(1000 / sample_rate, 2), "sample % of update": round(100 * update_rate / sample_rate, 2),
+             "host copies": copies.count, "peak memory MiB": round(peak / 2 ** 20),
+             "buffer bytes/transition": buffer.bytes_per_transition()} for n in envs]
 
 
 def throughput_table(tasks: list[str], envs: list[int], device: str, seconds: float, amp: bool = False,
@@ -266,15 +277,14 @@ def throughput_table(tasks: list[str], envs: list[int], device: str, seconds: fl
     context = multiprocessing.get_context("spawn")
     rows = []
     for task in tasks:
-        for n in envs:
-            with context.Pool(1) as pool:  # a fresh process per row: its own peak memory
-                rows.append(pool.apply(measure, (task, n, device, seconds, amp, channels_last, smoke)))
-            r = rows[-1]
-            print(f"  {task} x{n}: {r['env steps/s']} env steps/s, {r['updates/s']} updates/s", flush=True)
+        with context.Pool(1) as pool:  # a fresh process per task: its own peak memory
+            rows += pool.apply(measure, (task, envs, device, seconds, amp, channels_last, smoke))
+        print("  " + ", ".join(f"{task} x{r['envs']}: {r['env steps/s']} env steps/s" for r in rows[-len(envs):])
+              + f"; {rows[-1]['updates/s']} updates/s", flush=True)
     return rows
 
 
-THROUGHPUT_COLUMNS = ["task", "envs", "image", "batch", "env steps/s", "updates/s", "sample % of update",
+THROUGHPUT_COLUMNS = ["task", "envs", "image", "batch", "env steps/s", "x 1 env", "updates/s", "sample % of update",
                       "host copies", "peak memory MiB", "buffer bytes/transition"]
 
 
@@ -327,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
                         choices=["style", "inpaint", "photo", "digits"])
     parser.add_argument("--envs", nargs="+", type=int, default=[1, 16], help="numbers of environments to run")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--seconds", type=float, default=6.0, help="time per measurement (three windows)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="time per measurement (five windows)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (train.py --amp)")
     parser.add_argument("--channels-last", action="store_true", help="channels-last convolutions")
     parser.add_argument("--csv", default="", help="where to write the table (default: runs/benchmark_DEVICE.csv)")
