@@ -21,7 +21,7 @@ pack() keeps no second copy of what can be rebuilt: a face-inpainting state is t
 with the hole's content pasted in, so the buffer stores the face once and the two holes (of s_t and
 s_t+1), not two whole states; photo translation stores the source once, not in both states. With
 8-bit image storage that is 69 KB a transition at 128 x 128, against the 393 KB of the authors' two
-float32 states (README, "Speed and memory").
+float32 states (README, "Speed, memory and faults").
 """
 from __future__ import annotations
 
