@@ -25,6 +25,8 @@ float32 states (README, "Speed, memory and faults").
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from buffer import Field
@@ -37,17 +39,22 @@ from vgg import IMAGENET_MEAN, IMAGENET_STD, VGG16
 PASS = ("plan", "reward", "done")  # stored as they are by every task's pack()
 
 
+@functools.lru_cache(maxsize=None)
+def imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std, (1, 3, 1, 1) each, made once per device: no host-to-device copy per step."""
+    return (torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
+            torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1))
+
+
 def normalize(image: torch.Tensor) -> torch.Tensor:
     """[0, 1] RGB -> ImageNet-normalised space (the style task's state and action space)."""
-    mean = image.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = image.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean, std = imagenet_stats(image.device)
     return (image - mean) / std
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:
     """ImageNet-normalised space -> [0, 1] RGB, clamped."""
-    mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean, std = imagenet_stats(x.device)
     return (x * std + mean).clamp(0, 1)
 
 
@@ -202,7 +209,8 @@ class InpaintEnv:
         """E20 on a replayed minibatch: the patch against the ground-truth centre, plus the adversarial
         term once the discriminator is on."""
         fake_logits = discriminator(action) if discriminator is not None else None
-        return auxiliary_loss_inpaint(action, batch["target"], self.weights.to(action.device), fake_logits,
+        self.weights = self.weights.to(action.device)  # once: a no-op when already there
+        return auxiliary_loss_inpaint(action, batch["target"], self.weights, fake_logits,
                                       self.rec_weight, self.adv_weight)
 
 

@@ -178,8 +178,7 @@ def warp(image: torch.Tensor, field: torch.Tensor, padding: str = "zeros") -> to
     """E26: image(p + field(p)), bilinear. image (B, C, H, W); field (B, 2, H, W) in pixels (x, y)."""
     h, w = image.shape[-2:]
     position = identity_grid(h, w, image.device) + field                         # (B, 2, H, W)
-    scale = torch.tensor([2 / (w - 1), 2 / (h - 1)], device=image.device).view(1, 2, 1, 1)
-    grid = (position * scale - 1).permute(0, 2, 3, 1)                             # (B, H, W, 2) in [-1, 1]
+    grid = torch.stack([position[:, 0] * (2 / (w - 1)), position[:, 1] * (2 / (h - 1))], -1) - 1  # (B, H, W, 2), [-1, 1]
     return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding, align_corners=True)
 
 

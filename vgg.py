@@ -64,6 +64,7 @@ class VGG16(nn.Module):
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
+        self.register_buffer("hed_mean", torch.tensor(HED_BGR_MEAN).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
 
@@ -71,7 +72,7 @@ class VGG16(nn.Module):
         """x: (B, 3, H, W), ImageNet-normalised. Layers after `last` are skipped (set to None)."""
         if self.source == "hed":
             rgb255 = (x * self.std + self.mean) * 255.0
-            x = rgb255.flip(1) - x.new_tensor(HED_BGR_MEAN).view(1, 3, 1, 1)  # RGB -> BGR - mean
+            x = rgb255.flip(1) - self.hed_mean                               # RGB -> BGR - mean
         taps = dict.fromkeys(VGGFeatures._fields)
         for i, layer in enumerate(self.features):
             x = layer(x)
