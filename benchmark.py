@@ -148,9 +148,10 @@ def markdown(rows: list[dict]) -> str:
 
 
 class HostCopyCounter:
-    """Counts calls from this repository's code that copy tensor data to the host or to NumPy (.item,
-    .tolist, .numpy, .cpu) while active. Calls inside torch are left out: Adam reads its step counter,
-    a CPU tensor even on a GPU, with .item()."""
+    """Counts calls from this repository's modules (the files at its top level) that copy tensor data to
+    the host or to NumPy (.item, .tolist, .numpy, .cpu) while active. Calls inside torch are left out
+    (also from a virtual environment inside the repository): Adam reads its step counter, a CPU tensor
+    even on a GPU, with .item()."""
     METHODS = ("item", "tolist", "numpy", "cpu")
     REPO = os.path.dirname(os.path.abspath(__file__))
 
@@ -163,7 +164,7 @@ class HostCopyCounter:
 
         def counted(original):
             def call(tensor, *a, **k):
-                self.count += sys._getframe(1).f_code.co_filename.startswith(self.REPO)
+                self.count += os.path.dirname(sys._getframe(1).f_code.co_filename) == self.REPO  # our modules
                 return original(tensor, *a, **k)
             return call
         for m, f in originals.items():
