@@ -51,7 +51,8 @@ class ProgressLog:
         if resume_step is not None and os.path.isfile(path):
             with open(path, newline="") as f:
                 rows = [r for r in csv.reader(f)][1:]
-            rows = [r for r in rows if r and int(r[1]) <= resume_step]  # column 1: step
+            step = self.COLUMNS.index("step")
+            rows = [r for r in rows if r and int(r[step]) <= resume_step]
         with open(path, "w", newline="") as f:
             csv.writer(f).writerows([self.COLUMNS, *rows])
 
