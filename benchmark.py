@@ -10,8 +10,9 @@ preset for the device. Collection is acting and stepping the environments and ad
 to the replay buffer, with no updates (train.py's A1.3-A1.8); an update is A1.10-A1.12 at the
 preset's batch size, with the adversarial term on; it does not depend on the number of
 environments. Each is timed, after a warm-up as long, over five windows and the best is kept (the
-least disturbed by other work on the machine). The numbers of environments are timed one after the
-other, not in turns: switching batch shapes every window halved the 16-environment photo speed here. "env steps/s" counts transitions: one
+least disturbed by other work on the machine). The windows of 1 and 16 environments take turns, and
+"x 1 env" is the median over windows of the ratio of neighbouring windows, so that a slow spell of
+the machine (its speed swings by up to 40 % here) does not favour either. "env steps/s" counts transitions: one
 batched step of 16 environments is 16 environment steps. The style rows use a randomly initialised
 VGG-16, which costs the same as the real weights.
 
@@ -32,6 +33,7 @@ import csv
 import multiprocessing
 import os
 import resource
+import statistics
 import sys
 import time
 from contextlib import contextmanager
@@ -176,23 +178,24 @@ class HostCopyCounter:
                 setattr(torch.Tensor, m, f)
 
 
-def best_rates(works: dict, seconds: float, sync, windows: int = 5) -> dict:
-    """Units of work a second for each `works[key]()` (which returns how many units it did), after a
-    warm-up: the windows of different keys interleave and each keeps its best window."""
+def window_rates(works: dict, seconds: float, sync, windows: int = 5) -> dict[object, list[float]]:
+    """Units of work a second of each `works[key]()` (which returns how many units it did) in each of
+    `windows` windows, after a warm-up as long: the windows of the different keys take turns, so that
+    a slow spell of the machine (its speed swings by up to 40 % here) hits them alike."""
     for work in works.values():  # warm-up: the first seconds of a process are slower (memory allocator,
-        start = time.perf_counter()  # oneDNN kernels for each shape), up to 2x here
+        start = time.perf_counter()  # oneDNN kernels for each shape)
         while time.perf_counter() - start < seconds / len(works):
             work()
-    best = dict.fromkeys(works, 0.0)
+    rates: dict[object, list[float]] = {key: [] for key in works}
     for _ in range(windows):
         for key, work in works.items():
             sync()
             start, done = time.perf_counter(), 0
-            while time.perf_counter() - start < seconds / windows:
+            while time.perf_counter() - start < seconds / (windows * len(works)):
                 done += work()
             sync()
-            best[key] = max(best[key], done / (time.perf_counter() - start))
-    return best
+            rates[key].append(done / (time.perf_counter() - start))
+    return rates
 
 
 SMOKE = ["--image-size", "32", "--batch-size", "4", "--max-episode-steps", "2", "--buffer-size", "64"]
@@ -260,14 +263,16 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    env_steps = {n: best_rates({n: lambda n=n: collect_episode(n)}, seconds, sync)[n] for n in envs}
-    update_rate = best_rates({"update": one_update}, seconds, sync)["update"]
-    sample_rate = best_rates({"sample": one_sample}, seconds / 4, sync)["sample"]
+    collection = window_rates({n: lambda n=n: collect_episode(n) for n in envs}, seconds * len(envs), sync)
+    env_steps = {n: max(r) for n, r in collection.items()}  # the best window: the least disturbed
+    speedup = {n: statistics.median(a / b for a, b in zip(collection[n], collection[envs[0]])) for n in envs}
+    update_rate = max(window_rates({"update": one_update}, seconds, sync)["update"])
+    sample_rate = max(window_rates({"sample": one_sample}, seconds / 4, sync)["sample"])
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     return [{"task": task_name, "device": device.type, "amp": amp, "channels_last": channels_last,
              "envs": n, "image": args.image_size, "batch": args.batch_size, "env steps/s": round(env_steps[n], 1),
-             "x 1 env": round(env_steps[n] / env_steps[envs[0]], 2), "updates/s": round(update_rate, 2),
+             "x 1 env": round(speedup[n], 2), "updates/s": round(update_rate, 2),
              "sample ms": round(1000 / sample_rate, 2), "sample % of update": round(100 * update_rate / sample_rate, 2),
              "host copies": copies.count, "peak memory MiB": round(peak / 2 ** 20),
              "buffer bytes/transition": buffer.bytes_per_transition()} for n in envs]
