@@ -205,7 +205,7 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
             smoke: bool) -> list[dict]:
     """The throughput rows of one task, one per number of environments (run in a fresh process by
     `throughput_table`, so that the peak memory is the task's)."""
-    from train import act, initialise, parse_args, seed_everything, update
+    from train import collect, initialise, parse_args, seed_everything, update
     from tasks import build
     from buffer import ReplayBuffer
 
@@ -219,7 +219,7 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     seed_everything(args.seed, args.deterministic)
     task = build(args, device)
-    env, planner, actor = task["env"], task["planner"], task["actor"]
+    env = task["env"]
     if hasattr(task["train_data"], "load"):  # decode the image files once, as a long run has: time the
         for source in task["train_data"].sources:  # steady state, not the first pass over the data
             task["train_data"].load(source)
@@ -235,12 +235,7 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
         steps = 0
         with copies.watch():
             for _ in range(args.max_episode_steps):
-                plan, action = act(args, planner, actor, state)
-                extras = env.extras()
-                next_state, reward, done = env.step(action)
-                transition = env.pack(dict(state=state, plan=plan, reward=reward, next_state=next_state, done=done,
-                                           **extras))
-                buffer.add({k: v[running] for k, v in transition.items()})
+                next_state, reward, done = collect(args, task, buffer, state, running)
                 running &= done == 0
                 state, steps = next_state, steps + num_envs
                 if not running.any():

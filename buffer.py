@@ -74,7 +74,7 @@ class ReplayBuffer:
     """Ring buffer of `capacity` transitions; `add` takes a dict of (N, *shape) tensors."""
 
     def __init__(self, capacity: int, fields: dict[str, Field], device: torch.device | str = "cpu") -> None:
-        memory_estimate(capacity, fields, device)  # refuses a buffer that would not fit
+        self.estimate = memory_estimate(capacity, fields, device)  # raises, before allocating, if it would not fit
         self.capacity, self.fields, self.device = capacity, fields, torch.device(device)
         self.storage = {name: torch.zeros((capacity, *f.shape), dtype=f.dtype, device=self.device)
                         for name, f in fields.items()}

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from buffer import ReplayBuffer, ReplayMemoryError, memory_estimate
+from buffer import ReplayBuffer, ReplayMemoryError
 from critic import target_copy
 from data import DataError
 from losses import (critic_loss, discriminator_loss, planner_loss, soft_bellman_target, soft_update,
@@ -204,28 +204,33 @@ def autocast(args: Args, device: torch.device):
     return torch.autocast(device.type, torch.bfloat16, enabled=args.amp)
 
 
-@torch.no_grad()
-def act(args: Args, planner, actor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A1.5-A1.6: p_t ~ pi(. | s_t), a_t = mu(s_t, p_t) (E1), with the running normalisation statistics
-    as at inference."""
+def collect(args: Args, task: dict, buffer: ReplayBuffer, state: torch.Tensor, running: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A1.5-A1.8 for all environments at once: act (with the running normalisation statistics, as at
+    inference), step, and add the transitions of the episodes still running to D."""
+    env, planner, actor = task["env"], task["planner"], task["actor"]
     planner.eval(), actor.eval()
-    with autocast(args, state.device):
+    with torch.no_grad(), autocast(args, state.device):
         dist, features = planner(state)
         plan = dist.sample()                                             # A1.5: p_t ~ pi(. | s_t), E1
         action = actor(plan, features).float()                           # A1.6: a_t = mu(s_t, p_t), E1
     planner.train(), actor.train()
-    return plan, action
+    extras = env.extras()                                                # the task's extras of s_t
+    next_state, reward, done = env.step(action)                          # A1.7: s_t+1, r_t, d_t
+    transition = env.pack(dict(state=state, plan=plan, reward=reward, next_state=next_state, done=done,
+                               **extras))                                # what D keeps: nothing rebuildable twice
+    buffer.add({k: v[running] for k, v in transition.items()})          # A1.8: D <- D + transition
+    return next_state, reward, done
 
 
 def train(args: Args) -> tuple[str, dict]:
     device = resolve_device(args.device)
     seed_everything(args.seed, args.deterministic)
     task = build(args, device)
-    env, planner, actor = task["env"], task["planner"], task["actor"]
+    env = task["env"]
     modules, log_alpha, target_entropy = initialise(args, task, device)   # A1.1
-    fields = env.buffer_fields(args.image_size, task["plan_shape"])
-    print(memory_estimate(args.buffer_size, fields, device))             # before allocating: refuses what won't fit
-    buffer = ReplayBuffer(args.buffer_size, fields, device)              # A1.1: replay buffer D
+    buffer = ReplayBuffer(args.buffer_size, env.buffer_fields(args.image_size, task["plan_shape"]), device)  # A1.1: D
+    print(buffer.estimate)                                               # checked before allocating: refuses what won't fit
     data_rng = torch.Generator().manual_seed(args.seed)
     sample_rng = torch.Generator(device=device).manual_seed(args.seed)
 
@@ -245,7 +250,7 @@ def train(args: Args) -> tuple[str, dict]:
     bar = tqdm(total=args.total_steps, initial=step, desc=f"{args.task}", unit="step", dynamic_ncols=True,
                disable=not args.progress)
     start = time.time()
-    sigterm = signal.signal(signal.SIGTERM, stop_on_sigterm)  # `kill` (SIGTERM) ends the run like Ctrl-C
+    sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` (SIGTERM) ends it like Ctrl-C
     try:
         while step < args.total_steps:                                   # A1.2: for each episode
             state = env.reset(task["train_data"].sample(args.num_envs, data_rng).to(device))  # A1.3: s_0
@@ -254,12 +259,7 @@ def train(args: Args) -> tuple[str, dict]:
             stats: dict[str, list[torch.Tensor]] = {}
             update_steps: list[int] = []
             for t in range(args.max_episode_steps):                      # A1.4: for t = 0 .. T_max - 1
-                plan, action = act(args, planner, actor, state)          # A1.5, A1.6
-                extras = env.extras()                                    # the task's extras of s_t
-                next_state, reward, done = env.step(action)              # A1.7: s_t+1, r_t, d_t
-                transition = env.pack(dict(state=state, plan=plan, reward=reward, next_state=next_state, done=done,
-                                           **extras))                    # what D keeps: nothing rebuildable twice
-                buffer.add({k: v[running] for k, v in transition.items()})  # A1.8: D <- D + transition
+                next_state, reward, done = collect(args, task, buffer, state, running)  # A1.5-A1.8
                 episode_return += reward * running
                 running &= done == 0
                 state, step = next_state, step + 1
@@ -300,10 +300,6 @@ def train(args: Args) -> tuple[str, dict]:
     bar.close()
     checkpoint()
     return run, task
-
-
-def stop_on_sigterm(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: torch.Tensor,

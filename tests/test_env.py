@@ -2,7 +2,7 @@
 import torch
 
 from env import StyleEnv, denormalize, normalize
-from losses import gram_matrix, style_loss
+from losses import style_loss
 from vgg import load_vgg16
 
 
