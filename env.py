@@ -66,9 +66,9 @@ class StyleEnv:
     """
 
     def __init__(self, vgg: VGG16, style: torch.Tensor, kappa: float = 1e6, style_weight: float = 1e5,
-                 tv_weight: float = 1e-7) -> None:
+                 tv_weight: float = 1e-7, step_anchor: float = 0.0) -> None:
         self.vgg, self.kappa = vgg, kappa
-        self.style_weight, self.tv_weight = style_weight, tv_weight
+        self.style_weight, self.tv_weight, self.step_anchor = style_weight, tv_weight, step_anchor
         with torch.no_grad():
             features = vgg(normalize(style[None]))  # style: (3, H, W) in [0, 1]
             self.style_grams = {n: gram_matrix(getattr(features, n)) for n in STYLE_LAYERS}  # (1, C, C)
@@ -111,11 +111,13 @@ class StyleEnv:
 
     def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """E14 on a replayed minibatch: content against the episode's *original* content image."""
+        """E14 on a replayed minibatch: content against the episode's *original* content image x and,
+        with `step_anchor` > 0, against the step's input s_t (E14b)."""
         with torch.no_grad():
-            content_features = self.vgg(batch["content"], last="relu2_2")
+            content_features = self.vgg(batch["content"], last="relu2_2") if self.step_anchor < 1 else None
+            state_features = self.vgg(batch["state"], last="relu2_2") if self.step_anchor > 0 else None
         return auxiliary_loss_style(action, self.vgg(action), content_features, self.style_grams,
-                                    self.style_weight, self.tv_weight)
+                                    self.style_weight, self.tv_weight, state_features, self.step_anchor)
 
     @torch.no_grad()
     def metrics(self, image: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -5,6 +5,7 @@
     python evaluate.py --checkpoint runs/photo-seed1/checkpoint.pt --steps 1 2 3 4 5
     python evaluate.py --task style --planner-weights planner.pth --actor-weights actor.pth \
         --style-image starry.jpg --image-size 256          # the authors' released style weights
+    python evaluate.py --checkpoint runs/style-seed1 --image me.jpg --steps 1 2 3 4 --out out/  # your own photo
     python evaluate.py --compare runs/inpaint-rl-seed* runs/inpaint-onestep-seed*   # the ablation table
 
 Inference (Algorithm 1, last lines): s_0 from x, then p_t = mean of pi(. | s_t), a_t = mu(s_t, p_t),
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from data import DataError
+from data import DataError, load_image
 from env import denormalize
 from losses import psnr
 from runlog import CheckpointError, read_checkpoint
@@ -164,6 +165,40 @@ def evaluate_digits(task: dict, pairs: torch.Tensor, steps: list[int], grid_path
     return table
 
 
+def stylise_photo(task: dict, photo: torch.Tensor, name: str, steps: list[int], size: int, out: str
+                  ) -> tuple[list[dict], list[str]]:
+    """--image: one photo (3, H, W) in [0, 1] through k steps. Its short side is resized to `size` (both
+    sides then cropped to a multiple of 4, as the plan is H/4 x W/4); writes one PNG per step k
+    (`NAME_step<k>.png`) and the strip input | step k... | style (`NAME_steps.png`). Returns the per-step table
+    and the files written."""
+    from data import resize_short_side
+
+    photo = resize_short_side(photo, size)                      # (3, H', W'), short side `size`
+    h, w = (n // 4 * 4 for n in photo.shape[1:])
+    top, left = (photo.shape[1] - h) // 2, (photo.shape[2] - w) // 2
+    photo = photo[None, :, top:top + h, left:left + w].clamp(0, 1).to(next(task["planner"].parameters()).device)
+    env = task["env"]
+    states = rollout(task["planner"], task["actor"], env, photo, max(steps))
+    table, files = [], []
+    stem = os.path.join(out, os.path.splitext(os.path.basename(name))[0])
+    for k in [0, *steps]:
+        m = env.metrics(states[k], states[0])
+        table.append({"step": k, "content loss": m["content_loss"].item(), "style loss": m["style_loss"].item(),
+                      "SSIM to content": ssim_to(denormalize(states[k]), photo).item()})
+    for k in steps:
+        image = (denormalize(states[k])[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        files.append(f"{stem}_step{k}.png")
+        Image.fromarray(image).save(files[-1])
+    style = task["style"][None]                                  # (1, 3, S, S), shown at the photo's size
+    style = F.interpolate(style, scale_factor=max(h, w) / style.shape[-1], mode="bilinear", align_corners=False)
+    top, left = (style.shape[2] - h) // 2, (style.shape[3] - w) // 2
+    files.append(f"{stem}_steps.png")
+    save_grid([[photo[0].cpu(), *[denormalize(states[k])[0].cpu() for k in steps],
+                style[0, :, top:top + h, left:left + w].cpu()]], files[-1],
+              ["input", *[f"step {k}" for k in steps], "style"])
+    return table, files
+
+
 EVALUATE = {"style": evaluate_style, "inpaint": evaluate_inpaint, "photo": evaluate_photo, "digits": evaluate_digits}
 EVAL_IMAGES = {"style": 4, "inpaint": None, "photo": None, "digits": 500}  # held-out images by default (None: all)
 
@@ -293,7 +328,9 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = Parser(description="Evaluate an RL-I2IT agent step by step.")
     parser.add_argument("--task", default=None, choices=list(PRESETS), help="task (default: the checkpoint's)")
-    parser.add_argument("--checkpoint", default="", help="checkpoint.pt written by train.py")
+    parser.add_argument("--checkpoint", default="", help="checkpoint.pt written by train.py, or its run folder")
+    parser.add_argument("--image", default="", help="style: stylise this one photo (any size) instead of the held-out "
+                                                    "images: one PNG per step and a strip")
     parser.add_argument("--compare", nargs="+", default=None, metavar="RUN",
                         help="print mean and spread over seeds of finished run folders, and exit")
     parser.add_argument("--planner-weights", default="", help="style planner file in the authors' released format")
@@ -302,7 +339,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-images", type=int, default=0, help="held-out images [style: 4, others: all]")
     parser.add_argument("--out", default="", help="output folder [the checkpoint's folder, or eval/]")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--image-size", type=int, default=0, help="override the image size")
+    parser.add_argument("--image-size", type=int, default=0,
+                        help="override the image size (with --image: the photo's short side) [the training size; "
+                             "released weights: 256]")
     for name in ("content-dir", "style-image", "vgg", "data-root", "direction"):
         parser.add_argument(f"--{name}", default=None, help=f"override the run's --{name}")
     opts = parser.parse_args(argv)
@@ -320,21 +359,30 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("released weights are read for --task style only; use --checkpoint")
     if min(opts.steps) < 1 or opts.num_images < 0:
         parser.error("--steps must be positive and --num-images not negative")
+    if opts.image_size and (opts.image_size < 16 or opts.image_size % 4):
+        parser.error(f"--image-size {opts.image_size}: must be a multiple of 4, at least 16")
 
     try:
         if opts.checkpoint:
+            if os.path.isdir(opts.checkpoint):  # a run folder
+                opts.checkpoint = os.path.join(opts.checkpoint, "checkpoint.pt")
             if not os.path.isfile(opts.checkpoint):
                 raise DataError(f"--checkpoint {opts.checkpoint}: no such file")
             state = read_checkpoint(opts.checkpoint)
             args = Args(**state["args"])
             if opts.task not in (None, args.task):
                 raise DataError(f"--task {opts.task}: the checkpoint was trained for --task {args.task}")
+            if opts.image and args.task != "style":
+                raise DataError(f"--image stylises one photo: it is for --task style, not --task {args.task}")
         else:
             state, args = None, Args(task="style", image_size=256)
         for name in ("content_dir", "style_image", "vgg", "data_root", "direction"):
             if getattr(opts, name) is not None:
                 setattr(args, name, getattr(opts, name))
-        args.image_size = opts.image_size or args.image_size
+        photo_size = opts.image_size or args.image_size  # --image: the photo's short side
+        photo = load_image(opts.image) if opts.image else None  # a bad file fails here, before the networks load
+        if not opts.image:
+            args.image_size = opts.image_size or args.image_size
         device = resolve_device(opts.device)
         task = build(args, device)
         if state is not None:
@@ -347,11 +395,17 @@ def main(argv: list[str] | None = None) -> None:
         else:
             load_released_weights(task["planner"], opts.planner_weights)
             load_released_weights(task["actor"], opts.actor_weights)
+        out = opts.out or (os.path.dirname(opts.checkpoint) if opts.checkpoint else "eval")
+        os.makedirs(out, exist_ok=True)
+        if opts.image:
+            table, files = stylise_photo(task, photo, opts.image, sorted(set(opts.steps)), photo_size, out)
+            print(f"{opts.image}: short side {photo_size}, plan mean")
+            print_table(table)
+            print(f"wrote {', '.join(files)}")
+            return
         test = task["test_data"]
         n = min(opts.num_images or EVAL_IMAGES[args.task] or len(test.sources), len(test.sources))
         images = test.fixed(n).to(device)
-        out = opts.out or (os.path.dirname(opts.checkpoint) if opts.checkpoint else "eval")
-        os.makedirs(out, exist_ok=True)
         grid = os.path.join(out, "eval_grid.png")
         table = EVALUATE[args.task](task, images, sorted(set(opts.steps)), grid)
     except (DataError, VGGError, CheckpointError) as e:

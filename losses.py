@@ -93,10 +93,17 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
 
 
 def auxiliary_loss_style(action: torch.Tensor, action_features: VGGFeatures, content_features: VGGFeatures,
-                         style_grams: dict[str, torch.Tensor], style_weight: float,
-                         tv_weight: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """E14: J_Aux = L_CO + lambda L_ST + beta L_TV, averaged over the batch; also the parts."""
-    l_co = content_loss(action_features, content_features).mean()
+                         style_grams: dict[str, torch.Tensor], style_weight: float, tv_weight: float,
+                         state_features: VGGFeatures | None = None, step_anchor: float = 0.0
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """E14: J_Aux = L_CO + lambda L_ST + beta L_TV, averaged over the batch; also the parts.
+
+    With `step_anchor` mu > 0 the content term is anchored partly to the step's input s_t
+    (`state_features`) instead of the original content x: L_CO = (1 - mu) L_CO(a, x) + mu L_CO(a, s_t)
+    (E14b; the paper is mu = 0)."""
+    l_co = content_loss(action_features, content_features).mean() if step_anchor < 1 else 0.0
+    if step_anchor > 0:
+        l_co = (1 - step_anchor) * l_co + step_anchor * content_loss(action_features, state_features).mean()  # E14b
     l_st = style_loss(action_features, style_grams).mean()
     l_tv = total_variation(action).mean()
     loss = l_co + style_weight * l_st + tv_weight * l_tv  # E14

@@ -78,7 +78,8 @@ def build(args, device: torch.device) -> dict:
         vgg = load_vgg16(args.vgg, args.vgg_weights or None).to(device)
         style = load_style_image(args.style_image or None, size).to(device)
         planner, actor = networks(args)  # after the VGG, as before: the seeded initialisation is unchanged
-        task = dict(vgg=vgg, style=style, env=StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight),
+        task = dict(vgg=vgg, style=style, env=StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight,
+                                                            args.step_anchor),
                     planner=planner, actor=actor,
                     train_data=ContentImages(args.content_dir or None, "train", size),
                     test_data=ContentImages(args.content_dir or None, "test", size))

@@ -84,6 +84,8 @@ class Args:
     vgg_weights: str = field(default="", metadata={"help": "path of torchvision's vgg16-397923af.pth"})
     kappa: float = field(default=1e6, metadata={"help": "reward scale: r = -kappa * style loss (paper: 1e6)"})
     style_weight: float = field(default=1e5, metadata={"help": "lambda, style weight of J_Aux (paper: 1e5)"})
+    step_anchor: float = field(default=0.0, metadata={"help": "mu: share of the content term measured against the step's input s_t "
+                                                      "instead of the original content x (paper: 0; E14b)"})
     tv_weight: float = field(default=1e-7, metadata={"help": "(squared) total-variation weight of J_Aux (style beta: 1e-7; photo: 0.1; "
                                                      "digits, on the field: 1)"})
     # face inpainting and photo translation
@@ -145,12 +147,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
         parser.error(f"--image-size {args.image_size}: --task digits works on MNIST's 28 x 28 digits")
     if args.task in ("inpaint", "photo") and args.image_size & (args.image_size - 1):
         parser.error(f"--image-size {args.image_size}: must be a power of two for --task {args.task} (32, 64, 128, ...)")
+    if not 0 <= args.step_anchor <= 1:
+        parser.error(f"--step-anchor {args.step_anchor}: must be between 0 and 1")
     if args.rl == "off":
         if given.get("max_episode_steps", 1) != 1:
             parser.error("--rl off trains the one-step model: --max-episode-steps must be 1 (or left out)")
         args.max_episode_steps = 1
     for name, tasks in (("data_root", ("inpaint", "photo", "digits")), ("content_dir", ("style",)),
-                        ("style_image", ("style",)), ("direction", ("photo",)), ("init", ("photo",)),
+                        ("style_image", ("style",)), ("step_anchor", ("style",)), ("direction", ("photo",)), ("init", ("photo",)),
                         ("pair_mode", ("digits",)), ("max_step", ("digits",)), ("success_dice", ("digits",))):
         if given.get(name) and args.task not in tasks:
             flag = "--" + name.replace("_", "-")

@@ -108,6 +108,22 @@ def test_auxiliary_loss_weights():
     assert parts["tv"].item() == 2.0
 
 
+def test_step_anchor_mixes_the_content_targets():
+    """E14b by hand: relu2_2 of the action 1, of x 0, of s_t 3 (one value each): (1 - mu) 1 + mu 4."""
+    def one(value):
+        return features(*[torch.full((1, 1, 1, 1), float(value)) for _ in range(4)])
+    action, content, state = one(1), one(0), one(3)
+    grams = {n: torch.zeros(1, 1, 1) for n in action._fields}
+    image = torch.zeros(1, 1, 2, 2)
+    for mu, expected in ((0.0, 1.0), (0.25, 0.75 * 1 + 0.25 * 4), (0.5, 2.5), (1.0, 4.0)):
+        loss, parts = auxiliary_loss_style(image, action, content, grams, 1.0, 1.0, state, mu)
+        assert parts["content"].item() == pytest.approx(expected), mu
+        assert loss.item() == pytest.approx(expected + 4 * 1.0), mu  # + lambda 4 layers x (1 - 0)^2
+    # mu = 1 needs no content features (the env skips them), mu = 0 (the paper) no state features
+    assert auxiliary_loss_style(image, action, None, grams, 1.0, 1.0, state, 1.0)[1]["content"].item() == 4.0
+    assert auxiliary_loss_style(image, action, content, grams, 1.0, 1.0)[1]["content"].item() == 1.0
+
+
 def test_kl_to_standard_normal_matches_torch():
     from torch.distributions import Normal, kl_divergence
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from conftest import run_script
+from conftest import one_line_error, run_script
 
 
 def read_progress(run):
@@ -31,6 +31,40 @@ def test_train_then_evaluate(tmp_path, tiny):
     assert float(table[0][3]) == 1.0  # step 0 is the content itself: SSIM 1
     grid = Image.open(run / "eval_grid.png")
     assert grid.width > 4 * 32  # content | step 1 | step 2 | style
+
+
+def test_stylise_one_photo(tmp_path, tiny):
+    """evaluate.py --image: one PNG per step and the strip, the photo's short side at the training size."""
+    result = run_script("train.py", *tiny, "--run-dir", str(tmp_path), "--name", "a", "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    photo = tmp_path / "me.png"  # 50 x 37, RGBA: short side 37 -> 32, long side 50 -> 43 -> cropped to 40
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (37, 50, 4), dtype=np.uint8), "RGBA").save(photo)
+    out = tmp_path / "out"
+    result = run_script("evaluate.py", "--checkpoint", str(tmp_path / "a"), "--image", str(photo),
+                        "--steps", "2", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(os.listdir(out)) == ["me_step1.png", "me_step2.png", "me_steps.png"]
+    for k in (1, 2):
+        step = Image.open(out / f"me_step{k}.png")
+        assert step.size == (40, 32) and step.mode == "RGB"
+    strip = Image.open(out / "me_steps.png")
+    assert strip.width >= 4 * 40 and strip.height >= 32  # input | step 1 | step 2 | style
+    table = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[0] for row in table] == ["0", "1", "2"] and float(table[0][3]) == 1.0
+    # steps 1 and 2 differ from each other and from the photo (the agent acted)
+    s1, s2 = (np.asarray(Image.open(out / f"me_step{k}.png"), dtype=float) for k in (1, 2))
+    assert np.abs(s1 - s2).mean() > 0
+    # a larger short side on request
+    result = run_script("evaluate.py", "--checkpoint", str(tmp_path / "a"), "--image", str(photo),
+                        "--steps", "1", "--image-size", "48", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Image.open(out / "me_step1.png").size == (64, 48)  # 50 x 48/37 = 64.9 -> 64
+    # bad input: the loaders' one-line errors, before any network is built
+    (tmp_path / "notes.jpg").write_text("not an image")
+    for argv, text in (([str(tmp_path / "missing.jpg")], "missing.jpg"), ([str(tmp_path / "notes.jpg")], "notes.jpg"),
+                       ([str(photo), "--image-size", "30"], "multiple of 4")):
+        one_line_error(run_script("evaluate.py", "--checkpoint", str(tmp_path / "a"), "--steps", "1", "--image", *argv),
+                       text)
 
 
 def test_seeded_runs_are_identical(tmp_path, tiny):
