@@ -154,7 +154,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
             parser.error("--rl off trains the one-step model: --max-episode-steps must be 1 (or left out)")
         args.max_episode_steps = 1
     for name, tasks in (("data_root", ("inpaint", "photo", "digits")), ("content_dir", ("style",)),
-                        ("style_image", ("style",)), ("step_anchor", ("style",)), ("direction", ("photo",)), ("init", ("photo",)),
+                        ("style_image", ("style",)), ("step_anchor", ("style",)),
+                        ("direction", ("photo",)), ("init", ("photo",)),
                         ("pair_mode", ("digits",)), ("max_step", ("digits",)), ("success_dice", ("digits",))):
         if given.get(name) and args.task not in tasks:
             flag = "--" + name.replace("_", "-")

@@ -67,6 +67,9 @@ CASES = [  # case(id, script, arguments, text the one line must hold)
     case("one-step ablation with T_max 3", "train.py", [*TINY_INPAINT, "--rl", "off", "--max-episode-steps", "3"],
      "--max-episode-steps must be 1"),
     case("inpaint size not a power of two", "train.py", [*TINY_INPAINT, "--image-size", "48"], "power of two"),
+    case("step anchor above 1", "train.py", ["--task", "style", "--step-anchor", "1.5"], "between 0 and 1"),
+    case("step anchor with inpaint", "train.py", [*TINY_INPAINT, "--step-anchor", "0.5"],
+     "--step-anchor is for --task style"),
     case("style flag with inpaint", "train.py", [*TINY_INPAINT, "--content-dir", "{empty}"],
      "--content-dir is for --task style"),
     # photo translation
