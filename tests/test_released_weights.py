@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not os.path.isfile(os.path.join(RELEASED, "plann
 
 SIZE = "256"  # the photos' short side: the size the weights were trained at (at 128 blue_swirls is not monotone)
 # Content loss at step 10 on avril.jpg (256 x 256 centre crop), measured once: blue_swirls 1.40, maxresdefault
-# 0.42, fire (its own step 10 on sailboat.jpg as the style) FIRE_CONTENT (README "Running the authors' released
+# 0.42, fire (its own step 10 on sailboat.jpg as the style) 0.73 (README "Running the authors' released
 # weights"); the bound leaves room for round-off and other VGG weights, not for a different behaviour.
 CONTENT_BOUND = 1.6
 MARGIN = 0.02  # each shown step lowers the style loss by at least 2 %
