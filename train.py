@@ -137,6 +137,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
                  "update_every", "planner_every", "image_size", "save_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("learning_starts", "num_envs"):  # a larger warm-up would never end; more environments
+        if getattr(args, name) > args.buffer_size:  # than slots would write one slot twice in one add
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)} is larger than --buffer-size {args.buffer_size}")
     if args.image_size < 16:
         parser.error(f"--image-size {args.image_size}: must be at least 16")
     if args.task == "style" and args.image_size % 4:

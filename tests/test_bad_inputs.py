@@ -67,6 +67,10 @@ CASES = [  # case(id, script, arguments, text the one line must hold)
     case("one-step ablation with T_max 3", "train.py", [*TINY_INPAINT, "--rl", "off", "--max-episode-steps", "3"],
      "--max-episode-steps must be 1"),
     case("inpaint size not a power of two", "train.py", [*TINY_INPAINT, "--image-size", "48"], "power of two"),
+    case("warm-up longer than the buffer", "train.py", [*TINY_INPAINT, "--buffer-size", "8", "--learning-starts", "9"],
+         "--learning-starts 9 is larger than --buffer-size 8"),
+    case("more environments than buffer slots", "train.py", [*TINY_INPAINT, "--buffer-size", "3", "--learning-starts", "2"],
+         "--num-envs 4 is larger than --buffer-size 3"),
     case("style flag with inpaint", "train.py", [*TINY_INPAINT, "--content-dir", "{empty}"],
      "--content-dir is for --task style"),
     # photo translation
