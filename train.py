@@ -77,6 +77,8 @@ class Args:
     kl_weight: float = field(default=0.0, metadata={"help": "beta of E6's optional KL term (SPAC: 0.01; vision tasks: 0)"})
     image_size: int = field(default=256, metadata={"help": "training image size (paper: 256 for style)"})
     save_every: int = field(default=50, metadata={"help": "episodes between checkpoints"})
+    save_buffer: bool = field(default=False, metadata={"help": "also save the replay buffer in checkpoints, so that "
+                                                       "--resume continues bitwise as if never stopped (large at paper scale)"})
     # style transfer
     content_dir: str = field(default="", metadata={"help": "folder of content images, e.g. MS-COCO (default: built-in photos)"})
     style_image: str = field(default="", metadata={"help": "style image file (default: built-in 'swirls')"})
@@ -236,19 +238,21 @@ def train(args: Args) -> tuple[str, dict]:
     print(buffer.estimate)                                               # checked before allocating: refuses what won't fit
     data_rng = torch.Generator().manual_seed(args.seed)
     sample_rng = torch.Generator(device=device).manual_seed(args.seed)
+    generators = dict(data_rng=data_rng, sample_rng=sample_rng, **task.get("generators", {}))  # in checkpoints
 
     run = args.resume if os.path.isdir(args.resume) else os.path.dirname(args.resume) if args.resume else \
         os.path.join(args.run_dir, args.name or f"{args.task}-seed{args.seed}")
     os.makedirs(run, exist_ok=True)
     step = episode = updates = 0
     if args.resume:
-        step, episode, updates = load_checkpoint(resume_path(args.resume), modules, log_alpha, data_rng, sample_rng)
+        step, episode, updates = load_checkpoint(resume_path(args.resume), modules, log_alpha, generators, buffer)
     print_config(args, run, device, task)
     log = ProgressLog(os.path.join(run, "progress.csv"), resume_step=step if args.resume else None)
     checkpoint_path = os.path.join(run, "checkpoint.pt")
 
     def checkpoint() -> None:
-        save_checkpoint(checkpoint_path, args, modules, log_alpha, step, episode, updates, data_rng, sample_rng)
+        save_checkpoint(checkpoint_path, args, modules, log_alpha, step, episode, updates, generators,
+                        buffer if args.save_buffer else None)
 
     bar = tqdm(total=args.total_steps, initial=step, desc=f"{args.task}", unit="step", dynamic_ncols=True,
                disable=not args.progress)
