@@ -346,11 +346,14 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
 
 def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_entropy: float,
               updates: int, amp) -> dict[str, torch.Tensor]:
-    """A1.11 and A1.12's RL half: critics by E5 with targets by E8; every second time alpha and planner."""
+    """A1.11 and A1.12's RL half: critics by E5 with targets by E8; every second time alpha and planner.
+    E4 and E6 evaluate and improve the acting policy: the planner as collect() and evaluation run it, with
+    its running normalisation statistics (eval mode), which these passes leave alone (difference 32)."""
     planner, critic, critic_target = m["planner"], m["critic"], m["critic_target"]
     state, plan, reward, next_state, done = (batch[k] for k in ("state", "plan", "reward", "next_state", "done"))
     alpha = log_alpha.exp().detach()
     out = {}
+    planner.eval()
 
     # A1.11: critics by E5, then targets by E8
     with torch.no_grad(), amp():
@@ -384,6 +387,7 @@ def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_
         m["alpha_opt"].step()
         out["planner_loss"], out["temperature_loss"] = loss_planner.detach(), loss_temperature.detach()
         out["log_prob"] = log_prob.detach().mean()
+    planner.train()  # J_Aux (E9) runs in train mode: the only pass that moves the running statistics
     return out
 
 
