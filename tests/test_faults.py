@@ -65,6 +65,35 @@ def test_resume_restores_random_states_on_the_cpu_whatever_the_training_device(t
     assert torch.equal(torch.get_rng_state(), saved[1])
 
 
+def test_resume_saves_and_restores_the_gpu_generator_that_draws_the_plans(tmp_path, monkeypatch):
+    # No GPU here: torch.cuda's generator state functions are stood in for, and log alpha says it is on
+    # cuda:0. This checks the plumbing (what is saved, that it comes back as a CPU tensor for that device),
+    # not CUDA itself.
+    class LogAlphaOnGpu:
+        device = torch.device("cuda", 0)
+
+        def __init__(self, value):
+            self.value = torch.tensor(value)
+
+        def detach(self):
+            return self.value
+
+        def copy_(self, x):
+            self.value = x.clone()
+
+    gpu_state, restored = [torch.arange(16, dtype=torch.uint8)], []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: gpu_state[0].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
+    path = str(tmp_path / "checkpoint.pt")
+    runlog.save_checkpoint(path, Args(), tiny_modules(), LogAlphaOnGpu(0.5), 10, 1, 1, {"data_rng": torch.Generator()})
+    gpu_state[0] = torch.zeros(16, dtype=torch.uint8)  # the plans drawn after the checkpoint
+    log_alpha = LogAlphaOnGpu(0.0)
+    runlog.load_checkpoint(path, tiny_modules(), log_alpha, {"data_rng": torch.Generator()})
+    assert len(restored) == 1 and restored[0][1] == torch.device("cuda", 0)
+    assert restored[0][0].device.type == "cpu" and torch.equal(restored[0][0], torch.arange(16, dtype=torch.uint8))
+    assert log_alpha.value == 0.5
+
+
 def read_steps(run):
     with open(os.path.join(run, "progress.csv"), newline="") as f:
         return [int(r["step"]) for r in csv.DictReader(f)]
