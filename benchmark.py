@@ -10,7 +10,8 @@ preset for the device. Collection is acting and stepping the environments and ad
 to the replay buffer, with no updates (train.py's A1.3-A1.8); an update is A1.10-A1.12 at the
 preset's batch size, with the adversarial term on; it does not depend on the number of
 environments. Each is timed, after a warm-up as long, over five windows and the best is kept (the
-least disturbed by other work on the machine). The windows of 1 and 16 environments take turns, and
+least disturbed by other work on the machine). The share of an update spent sampling the buffer is the
+median, over 21 turns, of one sample's time over that of the update just before it. The windows of 1 and 16 environments take turns, and
 "x 1 env" is the median over windows of the ratio of neighbouring windows, so that a slow spell of
 the machine (its speed swings by up to 40 % here) does not favour either. "env steps/s" counts transitions: one
 batched step of 16 environments is 16 environment steps. The style rows use a randomly initialised
@@ -198,6 +199,26 @@ def window_rates(works: dict, seconds: float, sync, windows: int = 5) -> dict[ob
     return rates
 
 
+def paired_share(part, whole, sync, repeats: int = 21) -> tuple[float, float]:
+    """The median, over `repeats` turns, of the time of one `part()` over that of the `whole()` run just
+    before it, and the median time of one `part()` in seconds. Timed back to back in one process, so that a
+    slow spell of the machine hits both (best windows of each, timed apart, made the share flaky on a
+    loaded machine)."""
+    shares, seconds = [], []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        whole()
+        sync()
+        middle = time.perf_counter()
+        part()
+        sync()
+        end = time.perf_counter()
+        shares.append((end - middle) / (middle - start))
+        seconds.append(end - middle)
+    return statistics.median(shares), statistics.median(seconds)
+
+
 SMOKE = ["--image-size", "32", "--batch-size", "4", "--max-episode-steps", "2", "--buffer-size", "64"]
 
 
@@ -262,13 +283,13 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
     env_steps = {n: max(r) for n, r in collection.items()}  # the best window: the least disturbed
     speedup = {n: statistics.median(a / b for a, b in zip(collection[n], collection[envs[0]])) for n in envs}
     update_rate = max(window_rates({"update": one_update}, seconds, sync)["update"])
-    sample_rate = max(window_rates({"sample": one_sample}, seconds / 4, sync)["sample"])
+    sample_share, sample_seconds = paired_share(one_sample, one_update, sync)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     return [{"task": task_name, "device": device.type, "amp": amp, "channels_last": channels_last,
              "envs": n, "image": args.image_size, "batch": args.batch_size, "env steps/s": round(env_steps[n], 1),
              "x 1 env": round(speedup[n], 2), "updates/s": round(update_rate, 2),
-             "sample ms": round(1000 / sample_rate, 2), "sample % of update": round(100 * update_rate / sample_rate, 2),
+             "sample ms": round(1000 * sample_seconds, 2), "sample % of update": round(100 * sample_share, 2),
              "host copies": copies.count, "peak memory MiB": round(peak / 2 ** 20),
              "buffer bytes/transition": buffer.bytes_per_transition()} for n in envs]
 

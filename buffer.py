@@ -86,6 +86,16 @@ class ReplayBuffer:
     def bytes_per_transition(self) -> int:
         return transition_bytes(self.fields)
 
+    def state_dict(self) -> dict:
+        """The stored transitions (as stored: uint8 stays uint8) and the ring position, for --save-buffer."""
+        return {"storage": {name: store[:self.size].cpu() for name, store in self.storage.items()},
+                "capacity": self.capacity, "position": self.position, "size": self.size}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, store in self.storage.items():
+            store[:state["size"]] = state["storage"][name].to(self.device)
+        self.position, self.size = state["position"], state["size"]
+
     def _encode(self, name: str, x: torch.Tensor) -> torch.Tensor:
         if name in self._range:
             low, high = self._range[name]

@@ -228,12 +228,13 @@ class PhotoEnv:
 
     def __init__(self, l1_weight: float = 1.0, adv_weight: float = 0.02, tv_weight: float = 0.1,
                  success_psnr: float = 30.0, bonus: float = 10.0, reward_scale: float = 1.0,
-                 init: str = "source", seed: int = 0) -> None:
+                 init: str = "source", seed: int = 0, device: torch.device | str = "cpu") -> None:
         if init not in ("source", "noise"):
             raise ValueError(f"init {init!r}: choose source or noise")
         self.l1_weight, self.adv_weight, self.tv_weight = l1_weight, adv_weight, tv_weight
         self.success_psnr, self.bonus, self.reward_scale, self.init = success_psnr, bonus, reward_scale, init
-        self.seed, self.generator = seed, None  # the noise of init="noise", drawn on the images' device
+        self.seed = seed  # the noise of init="noise", drawn on the images' device (train.py checkpoints it)
+        self.generator = torch.Generator(device).manual_seed(seed)
         self.source: torch.Tensor | None = None
         self.target: torch.Tensor | None = None
 
@@ -249,7 +250,7 @@ class PhotoEnv:
         if self.init == "source":
             output = self.source                                                    # E21: y_0 = x
         else:
-            if self.generator is None or self.generator.device != self.source.device:
+            if self.generator.device != self.source.device:
                 self.generator = torch.Generator(self.source.device).manual_seed(self.seed)
             output = torch.rand(self.source.shape, generator=self.generator, device=self.source.device) * 2 - 1  # E21
         return torch.cat([self.source, output], 1)

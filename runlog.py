@@ -10,6 +10,7 @@ import os
 
 import torch
 
+from buffer import ReplayBuffer
 from data import DataError
 
 
@@ -69,12 +70,18 @@ def resume_path(resume: str) -> str:
 
 
 def save_checkpoint(path: str, args, modules: dict, log_alpha: torch.Tensor, step: int, episode: int,
-                    updates: int, data_rng: torch.Generator, sample_rng: torch.Generator) -> None:
-    """Every network and optimiser, log alpha, the args and the counters; written atomically."""
+                    updates: int, generators: dict[str, torch.Generator], buffer: ReplayBuffer | None = None) -> None:
+    """Every network and optimiser, log alpha, the args, the counters and every random generator the run
+    draws from: `generators` by name, torch's global CPU generator and, on a GPU, the device's (which draws
+    the plans); with `buffer` (--save-buffer) the replay buffer too. Written atomically."""
     state = {k: v.state_dict() for k, v in modules.items()}
     state.update(log_alpha=log_alpha.detach().cpu(), args=dataclasses.asdict(args), step=step, episode=episode,
-                 updates=updates, data_rng=data_rng.get_state(), sample_rng=sample_rng.get_state().cpu(),
-                 torch_rng=torch.get_rng_state())
+                 updates=updates, torch_rng=torch.get_rng_state(),
+                 **{name: g.get_state().cpu() for name, g in generators.items()})
+    if log_alpha.device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(log_alpha.device)
+    if buffer is not None:
+        state["buffer"] = buffer.state_dict()
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
@@ -87,9 +94,11 @@ def save_checkpoint(path: str, args, modules: dict, log_alpha: torch.Tensor, ste
             os.remove(tmp)
 
 
-def read_checkpoint(path: str, device: torch.device | str = "cpu") -> dict:
+def read_checkpoint(path: str) -> dict:
+    """The checkpoint's contents, every tensor on the CPU: random generator states must be CPU tensors
+    whatever the training device, and load_state_dict copies the rest to the modules' devices."""
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # truncated or not a checkpoint at all: pickle, zip and torch errors alike
         raise CheckpointError(f"{path}: cannot read it as a checkpoint ({type(e).__name__})") from None
     if not isinstance(state, dict) or "args" not in state:
@@ -97,19 +106,29 @@ def read_checkpoint(path: str, device: torch.device | str = "cpu") -> dict:
     return state
 
 
-def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, data_rng: torch.Generator,
-                    sample_rng: torch.Generator) -> tuple[int, int, int]:
-    state = read_checkpoint(path, log_alpha.device)
+def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, generators: dict[str, torch.Generator],
+                    buffer: ReplayBuffer | None = None) -> tuple[int, int, int]:
+    """Restores what save_checkpoint wrote (the buffer only if the checkpoint holds one); returns
+    (step, episode, updates)."""
+    state = read_checkpoint(path)
     for k, module in modules.items():
-        module.load_state_dict(state[k])
+        module.load_state_dict(state[k])  # optimiser states are moved to their parameters' device
     with torch.no_grad():
         log_alpha.copy_(state["log_alpha"])
-    data_rng.set_state(state["data_rng"])
-    sample_rng.set_state(state["sample_rng"].to(sample_rng.device) if sample_rng.device.type == "cpu"
-                         else state["sample_rng"])
+    for name, generator in generators.items():
+        if name in state:  # checkpoints written before the environment's generator was saved lack it
+            generator.set_state(state[name])
     torch.set_rng_state(state["torch_rng"])
-    print(f"resumed from {path} at step {state['step']} (episode {state['episode']}); "
-          "the replay buffer starts empty and refills during the warm-up")
+    if "cuda_rng" in state and log_alpha.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"], log_alpha.device)
+    refill = "the replay buffer starts empty and refills during the warm-up"
+    if buffer is not None and "buffer" in state:
+        if state["buffer"]["capacity"] != buffer.capacity:
+            raise CheckpointError(f"{path}: its replay buffer holds {state['buffer']['capacity']:,} transitions, "
+                                  f"not --buffer-size {buffer.capacity:,}; resume with the saved size")
+        buffer.load_state_dict(state["buffer"])
+        refill = f"the replay buffer holds its {buffer.size:,} transitions"
+    print(f"resumed from {path} at step {state['step']} (episode {state['episode']}); {refill}")
     return state["step"], state["episode"], state["updates"]
 
 

@@ -86,9 +86,9 @@ def build(args, device: torch.device) -> dict:
     elif args.task == "photo":
         planner, actor = networks(args)
         env = PhotoEnv(args.rec_weight, args.adv_weight, args.tv_weight, args.success_psnr,
-                       reward_scale=args.reward_scale, init=args.init, seed=args.seed)
+                       reward_scale=args.reward_scale, init=args.init, seed=args.seed, device=device)
         root = args.data_root or make_edges2photo(BUILTIN_PAIRS)
-        task = dict(env=env, planner=planner, actor=actor,
+        task = dict(env=env, planner=planner, actor=actor, generators=dict(env_rng=env.generator),  # y_0's noise
                     discriminator=Discriminator(3, size).to(device),
                     train_data=PairedImages(root, "train", size, args.direction),
                     test_data=PairedImages(root, "test", size, args.direction))

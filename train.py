@@ -77,6 +77,8 @@ class Args:
     kl_weight: float = field(default=0.0, metadata={"help": "beta of E6's optional KL term (SPAC: 0.01; vision tasks: 0)"})
     image_size: int = field(default=256, metadata={"help": "training image size (paper: 256 for style)"})
     save_every: int = field(default=50, metadata={"help": "episodes between checkpoints"})
+    save_buffer: bool = field(default=False, metadata={"help": "also save the replay buffer in checkpoints, so that "
+                                                       "--resume continues bitwise as if never stopped (large at paper scale)"})
     # style transfer
     content_dir: str = field(default="", metadata={"help": "folder of content images, e.g. MS-COCO (default: built-in photos)"})
     style_image: str = field(default="", metadata={"help": "style image file (default: built-in 'swirls')"})
@@ -139,6 +141,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
                  "update_every", "planner_every", "image_size", "save_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("learning_starts", "num_envs"):  # a larger warm-up would never end; more environments
+        if getattr(args, name) > args.buffer_size:  # than slots would write one slot twice in one add
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)} is larger than --buffer-size {args.buffer_size}")
     if args.image_size < 16:
         parser.error(f"--image-size {args.image_size}: must be at least 16")
     if args.task == "style" and args.image_size % 4:
@@ -238,19 +243,21 @@ def train(args: Args) -> tuple[str, dict]:
     print(buffer.estimate)                                               # checked before allocating: refuses what won't fit
     data_rng = torch.Generator().manual_seed(args.seed)
     sample_rng = torch.Generator(device=device).manual_seed(args.seed)
+    generators = dict(data_rng=data_rng, sample_rng=sample_rng, **task.get("generators", {}))  # in checkpoints
 
     run = args.resume if os.path.isdir(args.resume) else os.path.dirname(args.resume) if args.resume else \
         os.path.join(args.run_dir, args.name or f"{args.task}-seed{args.seed}")
     os.makedirs(run, exist_ok=True)
     step = episode = updates = 0
     if args.resume:
-        step, episode, updates = load_checkpoint(resume_path(args.resume), modules, log_alpha, data_rng, sample_rng)
+        step, episode, updates = load_checkpoint(resume_path(args.resume), modules, log_alpha, generators, buffer)
     print_config(args, run, device, task)
     log = ProgressLog(os.path.join(run, "progress.csv"), resume_step=step if args.resume else None)
     checkpoint_path = os.path.join(run, "checkpoint.pt")
 
     def checkpoint() -> None:
-        save_checkpoint(checkpoint_path, args, modules, log_alpha, step, episode, updates, data_rng, sample_rng)
+        save_checkpoint(checkpoint_path, args, modules, log_alpha, step, episode, updates, generators,
+                        buffer if args.save_buffer else None)
 
     bar = tqdm(total=args.total_steps, initial=step, desc=f"{args.task}", unit="step", dynamic_ncols=True,
                disable=not args.progress)
@@ -344,11 +351,14 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
 
 def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_entropy: float,
               updates: int, amp) -> dict[str, torch.Tensor]:
-    """A1.11 and A1.12's RL half: critics by E5 with targets by E8; every second time alpha and planner."""
+    """A1.11 and A1.12's RL half: critics by E5 with targets by E8; every second time alpha and planner.
+    E4 and E6 evaluate and improve the acting policy: the planner as collect() and evaluation run it, with
+    its running normalisation statistics (eval mode), which these passes leave alone (difference 32)."""
     planner, critic, critic_target = m["planner"], m["critic"], m["critic_target"]
     state, plan, reward, next_state, done = (batch[k] for k in ("state", "plan", "reward", "next_state", "done"))
     alpha = log_alpha.exp().detach()
     out = {}
+    planner.eval()
 
     # A1.11: critics by E5, then targets by E8
     with torch.no_grad(), amp():
@@ -382,6 +392,7 @@ def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_
         m["alpha_opt"].step()
         out["planner_loss"], out["temperature_loss"] = loss_planner.detach(), loss_temperature.detach()
         out["log_prob"] = log_prob.detach().mean()
+    planner.train()  # J_Aux (E9) runs in train mode: the only pass that moves the running statistics
     return out
 
 

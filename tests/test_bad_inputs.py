@@ -70,6 +70,10 @@ CASES = [  # case(id, script, arguments, text the one line must hold)
     case("step anchor above 1", "train.py", ["--task", "style", "--step-anchor", "1.5"], "between 0 and 1"),
     case("step anchor with inpaint", "train.py", [*TINY_INPAINT, "--step-anchor", "0.5"],
      "--step-anchor is for --task style"),
+    case("warm-up longer than the buffer", "train.py", [*TINY_INPAINT, "--buffer-size", "8", "--learning-starts", "9"],
+         "--learning-starts 9 is larger than --buffer-size 8"),
+    case("more environments than buffer slots", "train.py", [*TINY_INPAINT, "--buffer-size", "3", "--learning-starts", "2"],
+         "--num-envs 4 is larger than --buffer-size 3"),
     case("style flag with inpaint", "train.py", [*TINY_INPAINT, "--content-dir", "{empty}"],
      "--content-dir is for --task style"),
     # photo translation

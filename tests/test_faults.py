@@ -11,7 +11,8 @@ import torch
 
 import runlog
 import train
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, run_script
+from test_photo import TINY as TINY_PHOTO
 from train import Args
 
 
@@ -21,9 +22,9 @@ def tiny_modules():
     return {"planner": net, "planner_opt": torch.optim.Adam(net.parameters())}
 
 
-def save(path, step, modules):
-    runlog.save_checkpoint(str(path), Args(), modules, torch.tensor(0.0), step, 1, 1, torch.Generator(),
-                           torch.Generator())
+def save(path, step, modules, generators=None):
+    runlog.save_checkpoint(str(path), Args(), modules, torch.tensor(0.0), step, 1, 1,
+                           generators or {"data_rng": torch.Generator(), "sample_rng": torch.Generator()})
 
 
 def test_a_partly_written_checkpoint_never_replaces_a_good_one(tmp_path, monkeypatch):
@@ -41,6 +42,56 @@ def test_a_partly_written_checkpoint_never_replaces_a_good_one(tmp_path, monkeyp
     assert path.read_bytes() == good
     assert runlog.read_checkpoint(str(path))["step"] == 10
     assert os.listdir(tmp_path) == ["checkpoint.pt"]  # the temporary file is cleaned up
+
+
+@pytest.mark.filterwarnings("ignore:for (weight|bias). copying from a non-meta parameter")
+def test_resume_restores_random_states_on_the_cpu_whatever_the_training_device(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    generators = {"data_rng": torch.Generator().manual_seed(1), "sample_rng": torch.Generator().manual_seed(2)}
+    for g in generators.values():
+        torch.rand(3, generator=g)                       # states that a fresh seed would not give
+    torch.manual_seed(3)
+    save(path, 10, tiny_modules(), generators)
+    saved = {k: g.get_state() for k, g in generators.items()}, torch.get_rng_state()
+    # The run resumes on another device: "meta" stands in for a GPU, whose tensors are not CPU tensors either.
+    # Generator.set_state and torch.set_rng_state take CPU ByteTensors only (on CUDA the old map_location
+    # raised "RNG state must be a torch.ByteTensor").
+    net = torch.nn.Linear(3, 2).to("meta")
+    modules = {"planner": net, "planner_opt": torch.optim.Adam(net.parameters())}
+    fresh = {k: torch.Generator().manual_seed(0) for k in generators}
+    torch.manual_seed(0)
+    assert runlog.load_checkpoint(str(path), modules, torch.zeros((), device="meta"), fresh) == (10, 1, 1)
+    assert all(torch.equal(g.get_state(), saved[0][k]) for k, g in fresh.items())
+    assert torch.equal(torch.get_rng_state(), saved[1])
+
+
+def test_resume_saves_and_restores_the_gpu_generator_that_draws_the_plans(tmp_path, monkeypatch):
+    # No GPU here: torch.cuda's generator state functions are stood in for, and log alpha says it is on
+    # cuda:0. This checks the plumbing (what is saved, that it comes back as a CPU tensor for that device),
+    # not CUDA itself.
+    class LogAlphaOnGpu:
+        device = torch.device("cuda", 0)
+
+        def __init__(self, value):
+            self.value = torch.tensor(value)
+
+        def detach(self):
+            return self.value
+
+        def copy_(self, x):
+            self.value = x.clone()
+
+    gpu_state, restored = [torch.arange(16, dtype=torch.uint8)], []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: gpu_state[0].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
+    path = str(tmp_path / "checkpoint.pt")
+    runlog.save_checkpoint(path, Args(), tiny_modules(), LogAlphaOnGpu(0.5), 10, 1, 1, {"data_rng": torch.Generator()})
+    gpu_state[0] = torch.zeros(16, dtype=torch.uint8)  # the plans drawn after the checkpoint
+    log_alpha = LogAlphaOnGpu(0.0)
+    runlog.load_checkpoint(path, tiny_modules(), log_alpha, {"data_rng": torch.Generator()})
+    assert len(restored) == 1 and restored[0][1] == torch.device("cuda", 0)
+    assert restored[0][0].device.type == "cpu" and torch.equal(restored[0][0], torch.arange(16, dtype=torch.uint8))
+    assert log_alpha.value == 0.5
 
 
 def read_steps(run):
@@ -111,3 +162,32 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     assert state["step"] == 3                                  # episode 1 (steps 1-3); episode 2 was not saved
     assert all(torch.isfinite(v).all() for v in state["planner"].values())
     assert all(torch.isfinite(v).all() for v in state["critic"].values())
+
+
+def differences(a, b, name=""):
+    """Names of the entries of two checkpoints (nested dicts and lists of tensors) that are not bitwise equal."""
+    if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
+        return [d for k in a for d in differences(a[k], b[k], f"{name}/{k}")]
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{name}/{i}")]
+    same = torch.equal(a, b) if torch.is_tensor(a) and torch.is_tensor(b) else a == b
+    return [] if same else [name]
+
+
+def test_resume_with_the_buffer_continues_bitwise_as_if_never_stopped(tmp_path):
+    # photo translation from noise, GAN on from the start: every network, optimiser, log alpha, batch-norm
+    # statistics, the data, sampling, plan and noise generators, and the buffer must come back
+    argv = [*TINY_PHOTO, "--init", "noise", "--gan-warmup", "0", "--save-buffer", "--save-every", "1",
+            "--run-dir", str(tmp_path), "--no-progress"]
+    assert run_script("train.py", *argv, "--name", "whole").returncode == 0            # steps 1-8
+    assert run_script("train.py", *argv, "--name", "split", "--total-steps", "4").returncode == 0   # 1-4
+    result = run_script("train.py", "--resume", str(tmp_path / "split"), "--total-steps", "8")     # 5-8
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "at step 4 (episode 2); the replay buffer holds its 16 transitions" in result.stdout
+    whole, split = (runlog.read_checkpoint(str(tmp_path / n / "checkpoint.pt")) for n in ("whole", "split"))
+    assert whole["step"] == split["step"] == 8 and whole["updates"] == split["updates"] > 4
+    assert differences({k: v for k, v in whole.items() if k != "args"},
+                       {k: v for k, v in split.items() if k != "args"}) == []
+    with open(tmp_path / "whole" / "progress.csv") as a, open(tmp_path / "split" / "progress.csv") as b:
+        rows = [[{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)] for f in (a, b)]
+    assert rows[0] == rows[1] and len(rows[0]) == 4

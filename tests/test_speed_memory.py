@@ -85,6 +85,27 @@ def test_amp_and_channels_last_train_on_the_cpu(tmp_path):
     assert rows and all(math.isfinite(float(r["aux_loss"])) for r in rows if r["aux_loss"])
 
 
+def test_the_sampling_share_is_the_median_of_paired_turns_and_ignores_stalls(monkeypatch):
+    # A clock that the two jobs advance: an update takes 10 ms, a sample 0.1 ms (1 %). Another process takes
+    # the core for 50 ms in 5 updates and in 5 samples, and the machine runs 20 times slower for turns 8 to
+    # 12 (both jobs). Timed apart, such stalls moved the share by 20x; paired, the median stays at 1 %.
+    import benchmark
+    now, turn = [0.0], [0]
+    monkeypatch.setattr(benchmark.time, "perf_counter", lambda: now[0])
+    slow = lambda: 20 if 8 <= turn[0] <= 12 else 1  # noqa: E731
+
+    def whole():
+        turn[0] += 1
+        now[0] += 0.010 * slow() + (0.050 if turn[0] in (1, 3, 5, 13, 15) else 0.0)
+
+    def part():
+        now[0] += 0.0001 * slow() + (0.050 if turn[0] in (2, 4, 6, 14, 16) else 0.0)
+
+    share, seconds = benchmark.paired_share(part, whole, lambda: None)
+    assert turn[0] == 21
+    assert share == pytest.approx(0.01) and seconds == pytest.approx(0.0001)
+
+
 def test_benchmark_smoke_mode(tmp_path):
     path = tmp_path / "bench.csv"
     result = run_script("benchmark.py", "throughput", "--smoke", "--tasks", "inpaint", "--envs", "1", "4",

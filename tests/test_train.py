@@ -3,9 +3,13 @@ import csv
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from conftest import one_line_error, run_script
+from conftest import TINY, one_line_error, run_script
+from test_digits import TINY as TINY_DIGITS
+from test_inpaint import TINY as TINY_INPAINT
+from test_photo import TINY as TINY_PHOTO
 
 
 def read_progress(run):
@@ -67,15 +71,21 @@ def test_stylise_one_photo(tmp_path, tiny):
                        text)
 
 
-def test_seeded_runs_are_identical(tmp_path, tiny):
-    for name in ("a", "b"):
-        result = run_script("train.py", *tiny, "--run-dir", str(tmp_path), "--name", name)
+TINY_RUNS = {"style": TINY, "inpaint": TINY_INPAINT, "photo": [*TINY_PHOTO, "--init", "noise"], "digits": TINY_DIGITS}
+
+
+@pytest.mark.parametrize("task", TINY_RUNS)
+def test_seeded_runs_are_identical(tmp_path, task):
+    for name in ("a", "b"):  # separate processes, as a user runs them
+        result = run_script("train.py", *TINY_RUNS[task], "--run-dir", str(tmp_path), "--name", name)
         assert result.returncode == 0, result.stderr[-2000:]
     columns = ("return", "critic_loss", "planner_loss", "temperature_loss", "aux_loss", "alpha")
     a, b = read_progress(tmp_path / "a"), read_progress(tmp_path / "b")
-    assert [[r[c] for c in columns] for r in a] == [[r[c] for c in columns] for r in b]
-    result = run_script("train.py", *tiny, "--run-dir", str(tmp_path), "--name", "c", "--seed", "2")
-    assert [r["aux_loss"] for r in read_progress(tmp_path / "c")] != [r["aux_loss"] for r in a]
+    assert a[-1]["planner_loss"] and [[r[c] for c in columns] for r in a] == [[r[c] for c in columns] for r in b]
+    assert (tmp_path / "a" / "eval.csv").read_text() == (tmp_path / "b" / "eval.csv").read_text()
+    if task == "style":
+        result = run_script("train.py", *TINY, "--run-dir", str(tmp_path), "--name", "c", "--seed", "2")
+        assert [r["aux_loss"] for r in read_progress(tmp_path / "c")] != [r["aux_loss"] for r in a]
 
 
 def test_resume_continues_from_the_saved_step(tmp_path, tiny):
