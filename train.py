@@ -353,7 +353,7 @@ def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_
               updates: int, amp) -> dict[str, torch.Tensor]:
     """A1.11 and A1.12's RL half: critics by E5 with targets by E8; every second time alpha and planner.
     E4 and E6 evaluate and improve the acting policy: the planner as collect() and evaluation run it, with
-    its running normalisation statistics (eval mode), which these passes leave alone (difference 32)."""
+    its running normalisation statistics (eval mode), which these passes leave alone (difference 33)."""
     planner, critic, critic_target = m["planner"], m["critic"], m["critic_target"]
     state, plan, reward, next_state, done = (batch[k] for k in ("state", "plan", "reward", "next_state", "done"))
     alpha = log_alpha.exp().detach()
