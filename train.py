@@ -262,7 +262,9 @@ def train(args: Args) -> tuple[str, dict]:
     bar = tqdm(total=args.total_steps, initial=step, desc=f"{args.task}", unit="step", dynamic_ncols=True,
                disable=not args.progress)
     start = time.time()
-    sigterm = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` (SIGTERM) ends it like Ctrl-C
+    # Ctrl-C and `kill` (SIGTERM) both save and stop. SIGINT is set explicitly: a shell starts background jobs
+    # (`python train.py ... &`, CI runners) with SIGINT ignored, and Python then leaves it ignored.
+    handlers = {signum: signal.signal(signum, signal.default_int_handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         while step < args.total_steps:                                   # A1.2: for each episode
             state = env.reset(task["train_data"].sample(args.num_envs, data_rng).to(device))  # A1.3: s_0
@@ -308,7 +310,8 @@ def train(args: Args) -> tuple[str, dict]:
             "no checkpoint was written before it"
         raise NonFiniteLoss(f"{e}: training stopped; {last}") from None
     finally:
-        signal.signal(signal.SIGTERM, sigterm)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
     bar.close()
     checkpoint()
     return run, task
