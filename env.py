@@ -233,8 +233,7 @@ class PhotoEnv:
             raise ValueError(f"init {init!r}: choose source or noise")
         self.l1_weight, self.adv_weight, self.tv_weight = l1_weight, adv_weight, tv_weight
         self.success_psnr, self.bonus, self.reward_scale, self.init = success_psnr, bonus, reward_scale, init
-        self.seed = seed  # the noise of init="noise", drawn on the images' device (train.py checkpoints it)
-        self.generator = torch.Generator(device).manual_seed(seed)
+        self.generator = torch.Generator(device).manual_seed(seed)  # init="noise"'s y_0 (train.py checkpoints it)
         self.source: torch.Tensor | None = None
         self.target: torch.Tensor | None = None
 
@@ -250,8 +249,8 @@ class PhotoEnv:
         if self.init == "source":
             output = self.source                                                    # E21: y_0 = x
         else:
-            if self.generator.device != self.source.device:
-                self.generator = torch.Generator(self.source.device).manual_seed(self.seed)
+            if self.generator.device.type != self.source.device.type:  # a new generator would escape checkpoints
+                raise ValueError(f"PhotoEnv(device={self.generator.device}) got images on {self.source.device}")
             output = torch.rand(self.source.shape, generator=self.generator, device=self.source.device) * 2 - 1  # E21
         return torch.cat([self.source, output], 1)
 

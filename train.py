@@ -159,8 +159,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
             parser.error("--rl off trains the one-step model: --max-episode-steps must be 1 (or left out)")
         args.max_episode_steps = 1
     for name, tasks in (("data_root", ("inpaint", "photo", "digits")), ("content_dir", ("style",)),
-                        ("style_image", ("style",)), ("step_anchor", ("style",)),
-                        ("direction", ("photo",)), ("init", ("photo",)),
+                        ("style_image", ("style",)), ("step_anchor", ("style",)), ("direction", ("photo",)), ("init", ("photo",)),
                         ("pair_mode", ("digits",)), ("max_step", ("digits",)), ("success_dice", ("digits",))):
         if given.get(name) and args.task not in tasks:
             flag = "--" + name.replace("_", "-")
@@ -262,8 +261,7 @@ def train(args: Args) -> tuple[str, dict]:
     bar = tqdm(total=args.total_steps, initial=step, desc=f"{args.task}", unit="step", dynamic_ncols=True,
                disable=not args.progress)
     start = time.time()
-    # Ctrl-C and `kill` (SIGTERM) both save and stop. SIGINT is set explicitly: a shell starts background jobs
-    # (`python train.py ... &`, CI runners) with SIGINT ignored, and Python then leaves it ignored.
+    # Ctrl-C and `kill` save and stop; SIGINT too, as shells start background jobs with SIGINT ignored
     handlers = {signum: signal.signal(signum, signal.default_int_handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         while step < args.total_steps:                                   # A1.2: for each episode
