@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from planner import ConvLayer
+from planner import ConvGRUCell, ConvLayer
 
 
 class StyleActor(nn.Module):
@@ -37,10 +37,41 @@ class StyleActor(nn.Module):
 
     def forward(self, plan: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
         f1, f2, f3 = features
-        h = F.relu(self.in3_d(self.deconv3(torch.cat([plan, f3], 1))))  # (B, 64, H/2, W/2)
+        return self.decode(torch.cat([plan, f3], 1), f2, f1)
+
+    def decode(self, x: torch.Tensor, f2: torch.Tensor, f1: torch.Tensor) -> torch.Tensor:
+        """The three up-sampling layers from the H/4 input x (plan and skip, concatenated)."""
+        h = F.relu(self.in3_d(self.deconv3(x)))                         # (B, 64, H/2, W/2)
         h = F.relu(self.in2_d(self.deconv2(torch.cat([h, f2], 1))))     # (B, 32, H, W)
         out = self.deconv1(torch.cat([h, f1], 1))                       # (B, C, H, W)
         return out if self.tanh_scale is None else self.tanh_scale * torch.tanh(out)
+
+
+class VideoActor(StyleActor):
+    """The video actor (METHOD.md 5.4): the style actor with a *frame-wise* ConvGRU at its input.
+
+    Its hidden state m (B, 16, H/4, W/4) carries, for each step index t, what step t of the previous
+    frame computed to step t of this frame; it is None (zeros) for a video's first frame and for
+    training on single images. The GRU reads the actor's input (plan and planner skip at H/4) and
+    its new state joins that input: the first up-sampling layer takes 1 + 64 + 16 channels.
+    """
+
+    def __init__(self, memory_channels: int = 16) -> None:
+        super().__init__()
+        self.frame_gru = ConvGRUCell(1 + 64, memory_channels)
+        self.deconv3 = ConvLayer(1 + 64 + memory_channels, 64, 3, upsample=2)
+
+    def forward(self, plan: torch.Tensor, features: list[torch.Tensor],
+                frame_memory: torch.Tensor | None = None) -> torch.Tensor:
+        return self.step(plan, features, frame_memory)[0]
+
+    def step(self, plan: torch.Tensor, features: list[torch.Tensor], frame_memory: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action, the frame-wise memory for the same step of the next frame)."""
+        f1, f2, f3 = features
+        x = torch.cat([plan, f3], 1)                      # (B, 65, H/4, W/4)
+        frame_memory = self.frame_gru(x, frame_memory)    # (B, 16, H/4, W/4)
+        return self.decode(torch.cat([x, frame_memory], 1), f2, f1), frame_memory
 
 
 def up_block(c_in: int, c_out: int) -> nn.Sequential:

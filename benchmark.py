@@ -116,6 +116,7 @@ def agent_size(task: str, image_size: int, plan_dim: int = 256, width: int = 32)
 # pix2pix's 256 x 256 too
 SIZE_ROWS = [
     ("RL-I2IT style transfer", "style", 256, 0, 0, 10),
+    ("RL-I2IT video style transfer (two ConvGRUs)", "video", 256, 0, 0, 10),
     ("RL-I2IT face inpainting (paper figure)", "inpaint", 128, 256, 32, 15),
     ("RL-I2IT face inpainting (authors' code widths)", "inpaint", 128, 512, 64, 15),
     ("RL-I2IT photo translation", "photo", 128, 256, 32, 5),
@@ -232,7 +233,7 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
 
     torch.set_num_threads(torch.get_num_threads())
     argv = ["--task", task_name, "--device", device_name, "--learning-starts", "1"]
-    argv += ["--vgg", "random"] if task_name == "style" else []
+    argv += ["--vgg", "random"] if task_name in ("style", "video") else []
     argv += (["--amp"] if amp else []) + (["--channels-last"] if channels_last else [])
     argv += [a for a in SMOKE if not (task_name == "digits" and a in ("--image-size", "32"))] if smoke else []
     args, _ = parse_args(argv)
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="throughput: steps and updates a second; memory: replay buffer at paper scale; "
                              "sizes: parameters and FLOPs against pix2pix")
     parser.add_argument("--tasks", nargs="+", default=["style", "inpaint", "photo", "digits"],
-                        choices=["style", "inpaint", "photo", "digits"])
+                        choices=["style", "video", "inpaint", "photo", "digits"])
     parser.add_argument("--envs", nargs="+", type=int, default=[1, 16], help="numbers of environments to run")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seconds", type=float, default=6.0, help="time per measurement (five windows)")

@@ -1,5 +1,5 @@
 """Environments: state, transition T(s, a) and reward R(s', y) of each task (README E1, E10, E11, E15, E16,
-E21, E22, E25-E27).
+E21, E22, E25-E27, E30, E31).
 
 An environment holds N episodes at once and steps them as one batch. Its interface is the same
 for every task, so `train.py` and `evaluate.py` have one code path:
@@ -28,15 +28,22 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.nn.functional as F
 
 from buffer import Field
 from losses import (STYLE_LAYERS, auxiliary_loss_digits, auxiliary_loss_inpaint, auxiliary_loss_photo,
                     auxiliary_loss_style, compose, content_loss, dice, gram_matrix, overlap_weights, psnr,
-                    style_loss, warp)
+                    style_loss, synthetic_flow, temporal_loss, warp)
 from vgg import IMAGENET_MEAN, IMAGENET_STD, VGG16
 
 
 PASS = ("plan", "reward", "done")  # stored as they are by every task's pack()
+
+
+def memory(transitions: dict[str, torch.Tensor], key: str = "memory") -> tuple[torch.Tensor, ...]:
+    """The planner's extra input in a recurrent task (video: its step-wise memory h, in the environment's
+    extras and stored with each transition), as arguments: planner(state, *memory(batch)). () otherwise."""
+    return (transitions[key],) if key in transitions else ()
 
 
 @functools.lru_cache(maxsize=None)
@@ -125,6 +132,66 @@ class StyleEnv:
         features = self.vgg(image)
         return {"content_loss": content_loss(features, self.vgg(content, last="relu2_2")),
                 "style_loss": style_loss(features, self.style_grams)}
+
+
+class VideoEnv(StyleEnv):
+    """Video style transfer (METHOD.md 5.4): the style environment (E10, E11), one frame an episode.
+
+    Two things are added. The planner's step-wise memory h_t of the running episodes (`memory`): zeros
+    at each reset (a new frame), then the planner's output after each step (train.py and
+    evaluate.py set it); it is stored with each transition, as the memory of s_t and of s_t+1, so that
+    replayed updates run the planner as it acted. And J_Aux's compound temporal term (E30, E31), which runs
+    the current policy on a synthetic next frame: this environment is given the planner and actor for it.
+    """
+
+    def __init__(self, vgg: VGG16, style: torch.Tensor, planner: torch.nn.Module, actor: torch.nn.Module,
+                 kappa: float = 1e6, style_weight: float = 1e5, tv_weight: float = 1e-7, step_anchor: float = 0.0,
+                 temporal_weight: float = 100.0, noise: float = 1e-3, seed: int = 0, device: torch.device | str = "cpu"
+                 ) -> None:
+        super().__init__(vgg, style, kappa, style_weight, tv_weight, step_anchor)
+        self.planner, self.actor = planner, actor
+        self.temporal_weight, self.noise = temporal_weight, noise
+        self.generator = torch.Generator(device).manual_seed(seed)  # the synthetic flows and noise; checkpointed
+        self.memory: torch.Tensor | None = None
+
+    def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
+        # a GRU state lies in (-1, 1); 8 bits with steps of 1/127 from -128/127, so that 0 (a reset) is exact
+        memory = Field((64, image_size // 4, image_size // 4), torch.uint8, -128 / 127, 1.0)
+        return {**super().buffer_fields(image_size, plan_shape), "memory": memory, "next_memory": memory}
+
+    def reset(self, content: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = content.shape
+        self.memory = content.new_zeros(n, 64, h // 4, w // 4)  # h_0 = 0: the step-wise GRU starts afresh
+        return super().reset(content)
+
+    def extras(self) -> dict[str, torch.Tensor]:
+        return {"content": self.content, "memory": self.memory}
+
+    def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """E14 (the style terms) + zeta * L_CT (E31) on a replayed minibatch."""
+        loss, parts = super().auxiliary_loss(action, batch)
+        if self.temporal_weight > 0:
+            l_ct = self.temporal_term(batch["state"], batch["memory"]).mean()
+            loss = loss + self.temporal_weight * l_ct  # E31
+            parts["temporal"] = l_ct.detach()
+        return loss, parts
+
+    def temporal_term(self, state: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """E30, E31: x = a replayed state, x' = W(x) + Delta a synthetic next frame (W a random smooth flow,
+        Delta noise of std `noise`); f = one step of the current policy with the plan mean (what inference
+        runs), the actor's frame-wise memory carried from f(x) to f(x'), the planner's memory warped with
+        the frame. Returns L_CT per sample (B,)."""
+        n, _, h, w = state.shape
+        flow = synthetic_flow(n, h, w, self.generator)                                   # W, (B, 2, H, W)
+        noise = torch.randn(state.shape, generator=self.generator, device=state.device)
+        next_state = warp(state, flow, padding="border") + self.noise * noise          # E30: x' = W(x) + Delta
+        small = F.interpolate(flow, size=memory.shape[-2:], mode="bilinear", align_corners=False) / 4
+        dist, features = self.planner(state, memory)
+        output, frame_memory = self.actor.step(dist.mean, features, None)               # f(x)
+        dist, features = self.planner(next_state, warp(memory, small, padding="border"))
+        next_output, _ = self.actor.step(dist.mean, features, frame_memory)             # f(x')
+        return temporal_loss(output, next_output, flow)                                 # E31
 
 
 def hole_geometry(image_size: int) -> tuple[int, int, int]:

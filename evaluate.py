@@ -7,6 +7,8 @@
         --style-image starry.jpg --image-size 256          # the authors' released style weights
     python evaluate.py --checkpoint runs/style-seed1 --image me.jpg --steps 1 2 3 4 --out out/  # your own photo
     python evaluate.py --compare runs/inpaint-rl-seed* runs/inpaint-onestep-seed*   # the ablation table
+    python evaluate.py --checkpoint runs/video-seed1 --video --steps 1 5   # the built-in clip: GIFs, temporal error
+    python evaluate.py --checkpoint runs/video-seed1 --video Sintel/training/final/alley_1 --steps 1 5
 
 Inference (Algorithm 1, last lines): s_0 from x, then p_t = mean of pi(. | s_t), a_t = mu(s_t, p_t),
 s_t+1 = T(s_t, a_t); every intermediate state is a usable output.
@@ -23,8 +25,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from data import DataError, load_image
-from env import denormalize
-from losses import psnr
+from env import denormalize, memory
+from losses import psnr, warping_error
 from runlog import CheckpointError, read_checkpoint
 from vgg import VGGError
 
@@ -36,11 +38,43 @@ def rollout(planner: torch.nn.Module, actor: torch.nn.Module, env, source: torch
     planner.eval(), actor.eval()
     states = [env.reset(source)]
     for _ in range(steps):
-        dist, features = planner(states[-1])
+        extras = env.extras()
+        dist, features = planner(states[-1], *memory(extras))
         action = actor(dist.mean, features)  # E1 at inference: p_t = m_psi(s_t)
+        if "memory" in extras:               # video: the planner's step-wise memory h_t+1, to s_t+1
+            env.memory = features[-1]
         states.append(env.step(action)[0])
     planner.train(), actor.train()
     return states
+
+
+@torch.no_grad()
+def rollout_video(planner: torch.nn.Module, actor: torch.nn.Module, env, frames: torch.Tensor, steps: int
+                  ) -> list[torch.Tensor]:
+    """Frame after frame, each an episode of `steps` steps from its own s_0 (the frame): a list over
+    k = 0 ... steps of the states s_k of every frame (T, 3, H, W). The video networks carry the actor's
+    frame-wise memory of step k from one frame to the next (reset only before the first frame) and the
+    planner's step-wise memory through each frame's steps (reset by env.reset); any other model (the
+    image style model) stylises each frame on its own."""
+    recurrent = hasattr(actor, "frame_gru")
+    planner.eval(), actor.eval()
+    frame_memory: list[torch.Tensor | None] = [None] * steps  # m_k, one for each step index k
+    outputs: list[list[torch.Tensor]] = [[] for _ in range(steps + 1)]
+    for frame in frames:
+        state = env.reset(frame[None])
+        outputs[0].append(state)
+        for k in range(steps):
+            extras = env.extras()
+            dist, features = planner(state, *memory(extras))
+            if recurrent:
+                action, frame_memory[k] = actor.step(dist.mean, features, frame_memory[k])
+                env.memory = features[-1]
+            else:
+                action = actor(dist.mean, features)
+            state = env.step(action)[0]
+            outputs[k + 1].append(state)
+    planner.train(), actor.train()
+    return [torch.cat(states) for states in outputs]
 
 
 def ssim_to(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -165,6 +199,43 @@ def evaluate_digits(task: dict, pairs: torch.Tensor, steps: list[int], grid_path
     return table
 
 
+def evaluate_video(task: dict, frames: torch.Tensor, flows: torch.Tensor | None, valid: torch.Tensor | None,
+                   steps: list[int], out: str, names: list[str]) -> tuple[list[dict], list[str]]:
+    """A video (T, 3, H, W) in [0, 1] through k steps a frame (`rollout_video`). Per step k: the temporal
+    (warping) error of consecutive outputs on [0, 1] RGB over the valid pixels (E32; when the true
+    flows (T-1, 2, H, W) are known), content and style loss averaged over the frames; step 0 is the
+    input video. Writes each step's frames (`video/step<k>/NAME.png`), an animated GIF per step
+    (`video_step<k>.gif`, the input as `video_input.gif`) and the strip `video_strip.png` (four frames
+    from first to last: input | step k ...). Returns the table and the files written."""
+    from video import save_gif
+
+    env = task["env"]
+    device = next(task["planner"].parameters()).device
+    frames = frames.to(device)
+    states = rollout_video(task["planner"], task["actor"], env, frames, max(steps))
+    table, files = [], []
+    for k in [0, *steps]:
+        images, row = denormalize(states[k]), {"step": k}
+        if flows is not None:
+            row["temporal error"] = warping_error(images[:-1], images[1:], flows.to(device), valid.to(device)).mean().item()
+        m = env.metrics(states[k], states[0])
+        row["content loss"], row["style loss"] = m["content_loss"].mean().item(), m["style_loss"].mean().item()
+        table.append(row)
+        folder = os.path.join(out, "video", "input" if k == 0 else f"step{k}")
+        os.makedirs(folder, exist_ok=True)
+        for image, name in zip(images, names):
+            Image.fromarray((image.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)).save(
+                os.path.join(folder, name + ".png"))
+        files.append(os.path.join(out, "video_input.gif" if k == 0 else f"video_step{k}.gif"))
+        save_gif(images, files[-1])
+    chosen = np.linspace(0, len(frames) - 1, min(4, len(frames))).round().astype(int)
+    files.append(os.path.join(out, "video_strip.png"))
+    scale = max(1, 128 // min(frames.shape[-2:]))
+    save_grid([[denormalize(states[k][i:i + 1])[0].cpu() for k in [0, *steps]] for i in chosen], files[-1],
+              ["input", *[f"step {k}" for k in steps]], scale)
+    return table, files
+
+
 def stylise_photo(task: dict, photo: torch.Tensor, name: str, steps: list[int], size: int, out: str
                   ) -> tuple[list[dict], list[str]]:
     """--image: one photo (3, H, W) in [0, 1] through k steps. Its short side is resized to `size` (both
@@ -199,8 +270,9 @@ def stylise_photo(task: dict, photo: torch.Tensor, name: str, steps: list[int], 
     return table, files
 
 
-EVALUATE = {"style": evaluate_style, "inpaint": evaluate_inpaint, "photo": evaluate_photo, "digits": evaluate_digits}
-EVAL_IMAGES = {"style": 4, "inpaint": None, "photo": None, "digits": 500}  # held-out images by default (None: all)
+EVALUATE = {"style": evaluate_style, "video": evaluate_style, "inpaint": evaluate_inpaint, "photo": evaluate_photo,
+            "digits": evaluate_digits}
+EVAL_IMAGES = {"style": 4, "video": 4, "inpaint": None, "photo": None, "digits": 500}  # held-out images by default (None: all)
 
 
 def print_table(table: list[dict], path: str = "") -> None:
@@ -217,9 +289,9 @@ def print_table(table: list[dict], path: str = "") -> None:
             writer.writerows(table)
 
 
-COMPARE_METRICS = {"style": ("style loss", "content loss"), "inpaint": ("PSNR hole", "SSIM hole"),
+COMPARE_METRICS = {"style": ("style loss", "content loss"), "video": ("style loss", "content loss"), "inpaint": ("PSNR hole", "SSIM hole"),
                    "photo": ("PSNR", "SSIM"), "digits": ("Dice", "Dice std")}
-COMPARE_FLAGS = {"photo": ("init",), "digits": ("pair_mode",)}  # task flags shown in the model column
+COMPARE_FLAGS = {"photo": ("init",), "digits": ("pair_mode",), "video": ("temporal_weight",)}  # task flags shown in the model column
 
 
 def compare(runs: list[str]) -> str:
@@ -267,7 +339,7 @@ def plot_curves(csv_path: str, png_path: str) -> None:
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     panels = [("return", "episode return"), ("aux_loss", "auxiliary loss J_Aux"), ("style", "style loss L_ST"),
-              ("content", "content loss L_CO"), ("rec", "reconstruction L1 L_rec"), ("ncc", "local NCC^2"), ("disc_loss", "discriminator J_D"),
+              ("content", "content loss L_CO"), ("rec", "reconstruction L1 L_rec"), ("ncc", "local NCC^2"), ("temporal", "temporal term L_CT"), ("disc_loss", "discriminator J_D"),
               ("critic_loss", "critic loss J_Q"), ("alpha", "temperature alpha")]
     panels = [(k, t) for k, t in panels if any(r.get(k) for r in rows)][:6]  # the task's curves
     fig, axes = plt.subplots(2, 3, figsize=(12, 6))
@@ -297,8 +369,16 @@ def final_report(run: str, args, task: dict) -> None:
     print(f"held-out evaluation, {images.shape[0]} images, plan mean:")
     print_table(table, os.path.join(run, "eval.csv"))
     plot_curves(os.path.join(run, "progress.csv"), os.path.join(run, "curves.png"))
-    print(f"done: {run}/ holds config.json, split.json, progress.csv, checkpoint.pt, eval.csv, grid.png "
-          "and curves.png")
+    written = "eval.csv, grid.png and curves.png"
+    if args.task == "video":  # the built-in clip, whose motion is known exactly
+        from video import camera_clip
+
+        frames, flows, valid = camera_clip(size=args.image_size)
+        table, _ = evaluate_video(task, frames, flows, valid, steps, run, [f"frame_{i + 1:04d}" for i in range(len(frames))])
+        print(f"built-in clip, {len(frames)} frames, plan mean (temporal error: E32, on [0, 1] RGB):")
+        print_table(table, os.path.join(run, "video_eval.csv"))
+        written = "eval.csv, grid.png, curves.png, video_eval.csv, video_strip.png, video_step*.gif and video/"
+    print(f"done: {run}/ holds config.json, split.json, progress.csv, checkpoint.pt, {written}")
 
 
 def load_released_weights(module: torch.nn.Module, path: str) -> None:
@@ -322,6 +402,22 @@ def load_released_weights(module: torch.nn.Module, path: str) -> None:
     module.load_state_dict(state)
 
 
+def read_clip(path: str, size: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, list[str]]:
+    """--video: the built-in clip ("builtin") or a user's frames at short side `size`, with the true flows and
+    valid pixels when known (the built-in clip; MPI-Sintel's layout), else None for both."""
+    from video import camera_clip, load_video, resize_video, sintel_motion
+
+    if path == "builtin":
+        frames, flows, valid = camera_clip(size=size)
+        return frames, flows, valid, [f"frame_{i + 1:04d}" for i in range(len(frames))]
+    frames, names = load_video(path)
+    flows, valid = sintel_motion(path, names) or (None, None)
+    if flows is not None and flows.shape[-2:] != frames.shape[-2:]:
+        raise DataError(f"{path}: the flow files are {flows.shape[-1]}x{flows.shape[-2]}, the frames "
+                        f"{frames.shape[-1]}x{frames.shape[-2]}")
+    return (*resize_video(frames, flows, valid, size), names)
+
+
 def main(argv: list[str] | None = None) -> None:
     from tasks import PRESETS, build
     from train import Args, Parser, resolve_device
@@ -331,6 +427,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", default="", help="checkpoint.pt written by train.py, or its run folder")
     parser.add_argument("--image", default="", help="style: stylise this one photo (any size) instead of the held-out "
                                                     "images: one PNG per step and a strip")
+    parser.add_argument("--video", nargs="?", const="builtin", default="",
+                        help="style or video: stylise a video frame after frame: a folder of frames (sorted by name) "
+                             "or an animated GIF; no path: the built-in clip. Writes frames, GIFs, a strip and the "
+                             "temporal error (built-in clip, or MPI-Sintel's final/<scene> with its flow/ and occlusions/)")
     parser.add_argument("--compare", nargs="+", default=None, metavar="RUN",
                         help="print mean and spread over seeds of finished run folders, and exit")
     parser.add_argument("--planner-weights", default="", help="style planner file in the authors' released format")
@@ -357,6 +457,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--planner-weights and --actor-weights go together")
     if not opts.checkpoint and opts.task not in (None, "style"):
         parser.error("released weights are read for --task style only; use --checkpoint")
+    if opts.video and opts.image:
+        parser.error("--image and --video: one at a time")
     if min(opts.steps) < 1 or opts.num_images < 0:
         parser.error("--steps must be positive and --num-images not negative")
     if opts.image_size and (opts.image_size < 16 or opts.image_size % 4):
@@ -374,6 +476,8 @@ def main(argv: list[str] | None = None) -> None:
                 raise DataError(f"--task {opts.task}: the checkpoint was trained for --task {args.task}")
             if opts.image and args.task != "style":
                 raise DataError(f"--image stylises one photo: it is for --task style, not --task {args.task}")
+            if opts.video and args.task not in ("style", "video"):
+                raise DataError(f"--video is for --task style or video, not --task {args.task}")
         else:
             state, args = None, Args(task="style", image_size=256)
         for name in ("content_dir", "style_image", "vgg", "data_root", "direction"):
@@ -381,6 +485,7 @@ def main(argv: list[str] | None = None) -> None:
                 setattr(args, name, getattr(opts, name))
         photo_size = opts.image_size or args.image_size  # --image: the photo's short side
         photo = load_image(opts.image) if opts.image else None  # a bad file fails here, before the networks load
+        clip = read_clip(opts.video, opts.image_size or args.image_size) if opts.video else None  # ... and a bad video
         if not opts.image:
             args.image_size = opts.image_size or args.image_size
         device = resolve_device(opts.device)
@@ -402,6 +507,15 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{opts.image}: short side {photo_size}, plan mean")
             print_table(table)
             print(f"wrote {', '.join(files)}")
+            return
+        if clip is not None:
+            frames, flows, valid, names = clip
+            table, files = evaluate_video(task, frames, flows, valid, sorted(set(opts.steps)), out, names)
+            where = "the built-in clip" if opts.video == "builtin" else opts.video
+            print(f"{where}: {len(frames)} frames at {frames.shape[-1]}x{frames.shape[-2]}, plan mean"
+                  + ("" if flows is not None else "; no true flow, so no temporal error (see --help)"))
+            print_table(table, os.path.join(out, "video_eval.csv"))
+            print(f"wrote {out}/video/, {', '.join(files)} and video_eval.csv")
             return
         test = task["test_data"]
         n = min(opts.num_images or EVAL_IMAGES[args.task] or len(test.sources), len(test.sources))

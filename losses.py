@@ -1,5 +1,6 @@
 """Losses of the Planner-Actor-Critic (README equations E4 to E9) and the task losses: style transfer
-(E12 to E14) and face inpainting (E16 to E20).
+(E12 to E14), face inpainting (E16 to E20), photo translation (E23, E24), the digit transform (E25 to
+E29) and video style transfer (E30 to E32).
 
 Every loss is a top-level function of tensors, so a test can call it on hand-built numbers.
 `train.py` calls them in the order of Algorithm 1.
@@ -222,3 +223,50 @@ def auxiliary_loss_digits(moved: torch.Tensor, fixed: torch.Tensor, action: torc
     smooth = total_variation_squared(action).mean()
     loss = -ncc + smooth_weight * smooth  # E29
     return loss, {"ncc": ncc.detach(), "smooth": smooth.detach()}
+
+
+# ---------------------------------------------------------------- video style transfer (E30 to E32)
+def visible(field: torch.Tensor) -> torch.Tensor:
+    """Pixels p whose source p + field(p) lies inside the image: (B, 1, H, W) of 0/1. The others are
+    where a warp has nothing to fetch (they left the frame, or came into it)."""
+    h, w = field.shape[-2:]
+    position = identity_grid(h, w, field.device) + field
+    inside = (position[:, :1] >= 0) & (position[:, :1] <= w - 1) & (position[:, 1:] >= 0) & (position[:, 1:] <= h - 1)
+    return inside.float()
+
+
+def synthetic_flow(n: int, height: int, width: int, generator: torch.Generator, shift: float = 10 / 256,
+                   local: float = 2 / 256, coarse: int = 4) -> torch.Tensor:
+    """E30's random smooth flow W (n, 2, H, W), in pixels: a coarse Gaussian field (coarse x coarse values,
+    std `local` x the image size) upsampled and blurred, plus a global shift uniform in +-`shift` x the size
+    (10 pixels at 256, the authors' value). Drawn from `generator` (on the flow's device): seeded."""
+    size = max(height, width)
+    field = local * size * torch.randn(n, 2, coarse, coarse, generator=generator, device=generator.device)
+    field = F.interpolate(field, size=(height, width), mode="bicubic", align_corners=False)
+    sigma = size / 16                                                 # blur: a Gaussian of std size / 16
+    x = torch.arange(-2 * int(sigma), 2 * int(sigma) + 1, dtype=torch.float32, device=field.device)
+    kernel = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    kernel = (kernel / kernel.sum()).expand(2, 1, -1)
+    pad = len(x) // 2
+    field = F.conv2d(F.pad(field, (pad, pad, 0, 0), mode="replicate"), kernel[..., None, :], groups=2)  # along x
+    field = F.conv2d(F.pad(field, (0, 0, pad, pad), mode="replicate"), kernel[..., :, None], groups=2)  # along y
+    offset = (2 * torch.rand(n, 2, 1, 1, generator=generator, device=generator.device) - 1) * shift * size
+    return field + offset
+
+
+def temporal_loss(output: torch.Tensor, next_output: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """E31: L_CT = mean over visible pixels of |W(f(x)) - f(x')|, per sample (B,), where x' = W(x) + Delta,
+    W(image) = warp(image, flow); `output` = f(x), `next_output` = f(x')."""
+    mask = visible(flow)                                              # (B, 1, H, W)
+    difference = (warp(output, flow) - next_output).abs() * mask      # (B, C, H, W)
+    return difference.sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * output.shape[1]).clamp_min(1)  # E31
+
+
+def warping_error(frame: torch.Tensor, next_frame: torch.Tensor, flow: torch.Tensor,
+                  valid: torch.Tensor) -> torch.Tensor:
+    """E32, the temporal (warping) error of two consecutive frames: the mean over valid pixels of
+    (O_t(p) - O_t+1(p + F_t(p)))^2, per sample (B,). `flow` F_t (B, 2, H, W) maps frame t's pixels to
+    where they are in frame t+1 (MPI-Sintel's forward flow); `valid` (B, 1, H, W) marks the pixels
+    that are visible in both frames (not occluded, not leaving the frame)."""
+    difference = (frame - warp(next_frame, flow)).pow(2) * valid      # (B, C, H, W)
+    return difference.sum((1, 2, 3)) / (valid.sum((1, 2, 3)) * frame.shape[1]).clamp_min(1)  # E32

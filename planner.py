@@ -110,14 +110,64 @@ class StylePlanner(nn.Module):
         return (1, image_size // 4, image_size // 4)
 
     def forward(self, state: torch.Tensor) -> tuple[PlanDistribution, list[torch.Tensor]]:
+        f1, f2, f3 = self.encode(state)
+        return self.plan_head(self.res1(f3)), [f1, f2, f3]
+
+    def encode(self, state: torch.Tensor) -> list[torch.Tensor]:
         f1 = F.relu(self.in1_e(self.conv1(state)))  # (B, 16, H, W)
         f2 = F.relu(self.in2_e(self.conv2(f1)))     # (B, 32, H/2, W/2)
         f3 = F.relu(self.in3_e(self.conv3(f2)))     # (B, 64, H/4, W/4)
-        h = self.res1(f3).float()                   # (B, 64, H/4, W/4); float32 under --amp too
+        return [f1, f2, f3]
+
+    @staticmethod
+    def plan_head(h: torch.Tensor) -> PlanDistribution:
+        """The parameter-free plan head: (B, 64, H/4, W/4) -> the plan distribution over (B, 1, H/4, W/4)."""
+        h = h.float()                               # float32 under --amp too
         mean = h[:, :32].mean(1, keepdim=True)      # (B, 1, H/4, W/4): m_psi(s)
         log_var = squash_log_variance(h[:, 32:])    # E2, (B, 32, H/4, W/4)
         std = log_var.exp().std(1, keepdim=True) + 1e-6  # (B, 1, H/4, W/4): sigma_psi(s), authors' reduction
-        return PlanDistribution(mean, std), [f1, f2, f3]
+        return PlanDistribution(mean, std)
+
+
+class ConvGRUCell(nn.Module):
+    """A convolutional GRU cell: the hidden state h is a feature map, its gates 3x3 convolutions.
+
+    z = sigmoid(conv([x, h])), r = sigmoid(conv([x, h])), n = tanh(conv([x, r * h])),
+    h' = (1 - z) * h + z * n. With h = None the hidden state starts at zeros (a reset)."""
+
+    def __init__(self, in_channels: int, hidden_channels: int) -> None:
+        super().__init__()
+        self.hidden_channels = hidden_channels
+        self.gates = nn.Conv2d(in_channels + hidden_channels, 2 * hidden_channels, 3, padding=1)  # z and r
+        self.candidate = nn.Conv2d(in_channels + hidden_channels, hidden_channels, 3, padding=1)  # n
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+        if h is None:
+            h = x.new_zeros(x.shape[0], self.hidden_channels, *x.shape[2:])
+        z, r = torch.sigmoid(self.gates(torch.cat([x, h], 1))).chunk(2, dim=1)
+        n = torch.tanh(self.candidate(torch.cat([x, r * h], 1)))
+        return (1 - z) * h + z * n
+
+
+class VideoPlanner(StylePlanner):
+    """The video planner (METHOD.md 5.4): the style planner with a *step-wise* ConvGRU at the plan
+    resolution. Its hidden state runs across the steps of one frame's episode and is reset (None)
+    when a new episode starts.
+
+    (state (B, 3, H, W), memory h_t (B, 64, H/4, W/4) or None) -> plan distribution and features
+    [f1, f2, h_t+1]: the GRU's output h_t+1 replaces f3 as the actor's skip at H/4, feeds the residual
+    block and the plan head, and is the memory of the next step (`features[-1]`).
+    """
+
+    def __init__(self, in_channels: int = 3) -> None:
+        super().__init__(in_channels)
+        self.step_gru = ConvGRUCell(64, 64)
+
+    def forward(self, state: torch.Tensor, memory: torch.Tensor | None = None
+                ) -> tuple[PlanDistribution, list[torch.Tensor]]:
+        f1, f2, f3 = self.encode(state)
+        memory = self.step_gru(f3, memory)          # (B, 64, H/4, W/4): h_t+1, the step-wise memory
+        return self.plan_head(self.res1(memory)), [f1, f2, memory]
 
 
 class ConvPlanner(nn.Module):

@@ -44,7 +44,7 @@ class ProgressLog:
     checkpoint's step (episodes run again after a crash) are dropped first."""
     COLUMNS = ["episode", "step", "transitions", "updates", "seconds", "return", "critic_loss", "q",
                "planner_loss", "temperature_loss", "log_prob", "aux_loss", "content", "style", "tv", "rec", "adv",
-               "ncc", "smooth", "disc_loss", "alpha"]
+               "ncc", "smooth", "temporal", "disc_loss", "alpha"]
 
     def __init__(self, path: str, resume_step: int | None = None) -> None:
         self.path = path

@@ -10,12 +10,12 @@ import os
 
 import torch
 
-from actor import ConvActor, StyleActor
+from actor import ConvActor, StyleActor, VideoActor
 from critic import Critic
 from data import (ContentImages, DigitPairs, FaceImages, PairedImages, load_style_image, make_edges2photo)
 from discriminator import Discriminator
-from env import DigitsEnv, InpaintEnv, PhotoEnv, StyleEnv
-from planner import ConvPlanner, StylePlanner
+from env import DigitsEnv, InpaintEnv, PhotoEnv, StyleEnv, VideoEnv
+from planner import ConvPlanner, StylePlanner, VideoPlanner
 from vgg import load_vgg16
 
 # --task presets: explicit flags override them. "all": the task's paper values on any device; "cpu" is
@@ -27,6 +27,13 @@ PRESETS = {
                     lr=2e-3, critic_lr=1e-4, learning_starts=32, buffer_size=3000, kappa=1e4, style_weight=2e3,
                     init_log_alpha=-5.0, save_every=20),
         "cuda": dict(image_size=256, num_envs=16, batch_size=8, total_steps=40000, learning_starts=1000),
+    },
+    "video": {  # trained on single images like style; the cpu preset is smaller and its zeta lower (README, "Video")
+        "cpu": dict(image_size=64, num_envs=4, batch_size=4, total_steps=128, max_episode_steps=4, test_steps=4,
+                    lr=2e-3, critic_lr=1e-4, learning_starts=16, buffer_size=3000, kappa=1e4, style_weight=2e3,
+                    init_log_alpha=-5.0, save_every=8, temporal_weight=1.0),
+        "cuda": dict(image_size=256, num_envs=16, batch_size=8, total_steps=40000, learning_starts=1000,
+                     temporal_weight=100.0),
     },
     "inpaint": {
         "all": dict(beta1=0.5, beta2=0.9, save_every=100, reward_scale=0.01, kl_weight=0.01),
@@ -57,13 +64,15 @@ PRESETS = {
 
 BUILTIN_PAIRS = os.path.join("builtin", "edges2photo")  # where --task photo writes its built-in pairs
 
-STATE_CHANNELS = {"style": 3, "inpaint": 3, "photo": 6, "digits": 2}  # photo: source and output; digits: fixed, moved
+STATE_CHANNELS = {"style": 3, "video": 3, "inpaint": 3, "photo": 6, "digits": 2}  # photo: source and output; digits: fixed, moved
 
 
 def networks(args) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The task's planner and actor (on the CPU); build() and benchmark.py's size table use it."""
     if args.task == "style":
         return StylePlanner(), StyleActor()
+    if args.task == "video":  # the style networks with a step-wise GRU in the planner, a frame-wise one in the actor
+        return VideoPlanner(), VideoActor()
     if args.task == "digits":  # the style networks with 2 channels: a 1 x 7 x 7 plan, a bounded 2-channel field
         return StylePlanner(2), StyleActor(2, tanh_scale=args.max_step)
     planner = ConvPlanner(STATE_CHANNELS[args.task], args.image_size, args.plan_dim, args.width)
@@ -74,15 +83,21 @@ def networks(args) -> tuple[torch.nn.Module, torch.nn.Module]:
 def build(args, device: torch.device) -> dict:
     """Networks, environment and data of the task: the only place where tasks differ."""
     size = args.image_size
-    if args.task == "style":
+    if args.task in ("style", "video"):
         vgg = load_vgg16(args.vgg, args.vgg_weights or None).to(device)
         style = load_style_image(args.style_image or None, size).to(device)
         planner, actor = networks(args)  # after the VGG, as before: the seeded initialisation is unchanged
-        task = dict(vgg=vgg, style=style, env=StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight,
-                                                            args.step_anchor),
-                    planner=planner, actor=actor,
+        planner, actor = planner.to(device), actor.to(device)
+        if args.task == "style":
+            env = StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight, args.step_anchor)
+        else:  # the temporal term (E31) runs the networks on a synthetic next frame
+            env = VideoEnv(vgg, style, planner, actor, args.kappa, args.style_weight, args.tv_weight, args.step_anchor,
+                           args.temporal_weight, seed=args.seed, device=device)
+        task = dict(vgg=vgg, style=style, env=env, planner=planner, actor=actor,
                     train_data=ContentImages(args.content_dir or None, "train", size),
                     test_data=ContentImages(args.content_dir or None, "test", size))
+        if args.task == "video":
+            task["generators"] = dict(env_rng=env.generator)  # the synthetic flows
     elif args.task == "photo":
         planner, actor = networks(args)
         env = PhotoEnv(args.rec_weight, args.adv_weight, args.tv_weight, args.success_psnr,

@@ -8,6 +8,7 @@
     python train.py --task photo                  # built-in edges -> photo pairs, CPU preset
     python train.py --task photo --data-root facades/ --direction BtoA --device cuda
     python train.py --task digits                 # built-in MNIST digits, CPU preset
+    python train.py --task video                  # video style transfer, trained on the built-in photos
 
 The loop below follows Algorithm 1 line by line (comments "A1.n"); what differs between tasks
 (presets, networks, environment, data) is in tasks.py, bookkeeping (logging, checkpoints, the
@@ -33,6 +34,7 @@ from tqdm import tqdm
 from buffer import ReplayBuffer, ReplayMemoryError
 from critic import target_copy
 from data import DataError
+from env import memory
 from losses import (critic_loss, discriminator_loss, planner_loss, soft_bellman_target, soft_update,
                     temperature_loss)
 from runlog import (CheckpointError, NonFiniteLoss, ProgressLog, check_finite, load_checkpoint, print_config,
@@ -43,7 +45,7 @@ from vgg import VGGError
 
 @dataclass
 class Args:
-    task: str = field(default="style", metadata={"help": "task to train", "choices": ("style", "inpaint", "photo", "digits")})
+    task: str = field(default="style", metadata={"help": "task to train", "choices": ("style", "video", "inpaint", "photo", "digits")})
     rl: str = field(default="on", metadata={"help": "on: RL-I2IT; off: the one-step ablation (J_Aux only, T_max 1, no critic)",
                                             "choices": ("on", "off")})
     seed: int = field(default=1, metadata={"help": "seeds Python, NumPy and torch"})
@@ -90,6 +92,9 @@ class Args:
                                                       "instead of the original content x (paper: 0; E14b)"})
     tv_weight: float = field(default=1e-7, metadata={"help": "(squared) total-variation weight of J_Aux (style beta: 1e-7; photo: 0.1; "
                                                      "digits, on the field: 1)"})
+    # video style transfer
+    temporal_weight: float = field(default=100.0, metadata={"help": "zeta, weight of the compound temporal term L_CT of J_Aux "
+                                                            "(authors: 1e2; 0: the video model without it)"})
     # face inpainting and photo translation
     data_root: str = field(default="", metadata={"help": "inpaint: folder of faces, e.g. CelebA-HQ; photo: pix2pix aligned "
                                                         "folder (default: built-in data)"})
@@ -146,20 +151,23 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
             parser.error(f"--{name.replace('_', '-')} {getattr(args, name)} is larger than --buffer-size {args.buffer_size}")
     if args.image_size < 16:
         parser.error(f"--image-size {args.image_size}: must be at least 16")
-    if args.task == "style" and args.image_size % 4:
+    if args.task in ("style", "video") and args.image_size % 4:
         parser.error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
     if args.task == "digits" and args.image_size != 28:
         parser.error(f"--image-size {args.image_size}: --task digits works on MNIST's 28 x 28 digits")
     if args.task in ("inpaint", "photo") and args.image_size & (args.image_size - 1):
         parser.error(f"--image-size {args.image_size}: must be a power of two for --task {args.task} (32, 64, 128, ...)")
+    if args.temporal_weight < 0:
+        parser.error(f"--temporal-weight {args.temporal_weight}: must not be negative")
     if not 0 <= args.step_anchor <= 1:
         parser.error(f"--step-anchor {args.step_anchor}: must be between 0 and 1")
     if args.rl == "off":
         if given.get("max_episode_steps", 1) != 1:
             parser.error("--rl off trains the one-step model: --max-episode-steps must be 1 (or left out)")
         args.max_episode_steps = 1
-    for name, tasks in (("data_root", ("inpaint", "photo", "digits")), ("content_dir", ("style",)),
-                        ("style_image", ("style",)), ("step_anchor", ("style",)), ("direction", ("photo",)), ("init", ("photo",)),
+    for name, tasks in (("data_root", ("inpaint", "photo", "digits")), ("content_dir", ("style", "video")),
+                        ("style_image", ("style", "video")), ("step_anchor", ("style", "video")),
+                        ("temporal_weight", ("video",)), ("direction", ("photo",)), ("init", ("photo",)),
                         ("pair_mode", ("digits",)), ("max_step", ("digits",)), ("success_dice", ("digits",))):
         if given.get(name) and args.task not in tasks:
             flag = "--" + name.replace("_", "-")
@@ -218,13 +226,15 @@ def collect(args: Args, task: dict, buffer: ReplayBuffer, state: torch.Tensor, r
     """A1.5-A1.8 for all environments at once: act (with the running normalisation statistics, as at
     inference), step, and add the transitions of the episodes still running to D."""
     env, planner, actor = task["env"], task["planner"], task["actor"]
+    extras = env.extras()                                                # the task's extras of s_t
     planner.eval(), actor.eval()
     with torch.no_grad(), autocast(args, state.device):
-        dist, features = planner(state)
+        dist, features = planner(state, *memory(extras))
         plan = dist.sample()                                             # A1.5: p_t ~ pi(. | s_t), E1
         action = actor(plan, features).float()                           # A1.6: a_t = mu(s_t, p_t), E1
     planner.train(), actor.train()
-    extras = env.extras()                                                # the task's extras of s_t
+    if "memory" in extras:                                               # video: the planner's step-wise memory
+        extras["next_memory"] = env.memory = features[-1].float()        # h_t+1, carried to s_t+1
     next_state, reward, done = env.step(action)                          # A1.7: s_t+1, r_t, d_t
     transition = env.pack(dict(state=state, plan=plan, reward=reward, next_state=next_state, done=done,
                                **extras))                                # what D keeps: nothing rebuildable twice
@@ -328,7 +338,7 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
 
     # A1.12: (GAN tasks) discriminator by E18, then J_Aux on planner and actor by E9, on replayed states
     with amp():
-        dist, features = planner(batch["state"])
+        dist, features = planner(batch["state"], *memory(batch))
         action = actor(dist.rsample(), features).float()            # E9: a = mu(s, p~), p~ reparameterised
     discriminator = m.get("discriminator") if gan_on else None
     if discriminator is not None:
@@ -363,7 +373,7 @@ def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_
 
     # A1.11: critics by E5, then targets by E8
     with torch.no_grad(), amp():
-        next_dist, _ = planner(next_state)
+        next_dist, _ = planner(next_state, *memory(batch, "next_memory"))
         next_plan = next_dist.sample()                               # p' ~ pi(. | s_t+1)
         target = soft_bellman_target(reward, done, *critic_target(next_state, next_plan),
                                      next_dist.log_prob(next_plan), alpha, args.gamma)  # E4
@@ -379,7 +389,7 @@ def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_
     # A1.12: every second update, temperature by E7 and planner by E6
     if updates % args.planner_every == 0:
         with amp():
-            dist, _ = planner(state)
+            dist, _ = planner(state, *memory(batch))
             new_plan = dist.rsample()                                # E2: gradient flows into psi
             log_prob = dist.log_prob(new_plan)
             kl = dist.kl_to_standard_normal() if args.kl_weight > 0 else None

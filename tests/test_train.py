@@ -10,6 +10,7 @@ from conftest import TINY, one_line_error, run_script
 from test_digits import TINY as TINY_DIGITS
 from test_inpaint import TINY as TINY_INPAINT
 from test_photo import TINY as TINY_PHOTO
+from test_video import TINY as TINY_VIDEO
 
 
 def read_progress(run):
@@ -71,7 +72,8 @@ def test_stylise_one_photo(tmp_path, tiny):
                        text)
 
 
-TINY_RUNS = {"style": TINY, "inpaint": TINY_INPAINT, "photo": [*TINY_PHOTO, "--init", "noise"], "digits": TINY_DIGITS}
+TINY_RUNS = {"style": TINY, "inpaint": TINY_INPAINT, "photo": [*TINY_PHOTO, "--init", "noise"], "digits": TINY_DIGITS,
+             "video": TINY_VIDEO}
 
 
 @pytest.mark.parametrize("task", TINY_RUNS)
