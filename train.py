@@ -169,7 +169,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
                         ("style_image", ("style", "video")), ("step_anchor", ("style", "video")),
                         ("temporal_weight", ("video",)), ("direction", ("photo",)), ("init", ("photo",)),
                         ("pair_mode", ("digits",)), ("max_step", ("digits",)), ("success_dice", ("digits",))):
-        if given.get(name) and args.task not in tasks:
+        if name in given and args.task not in tasks:
             flag = "--" + name.replace("_", "-")
             parser.error(f"{flag} is for --task {' or '.join(tasks)}, not --task {args.task}")
     return args, given
