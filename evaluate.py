@@ -29,18 +29,23 @@ from env import denormalize, memory
 from losses import psnr, warping_error
 from runlog import CheckpointError, read_checkpoint
 from vgg import VGGError
+from video import read_clip, save_gif
 
 
 @torch.no_grad()
-def rollout(planner: torch.nn.Module, actor: torch.nn.Module, env, source: torch.Tensor,
-            steps: int) -> list[torch.Tensor]:
-    """States s_0 ... s_steps with the plan mean (no exploration): a list of (N, C, H, W)."""
+def rollout(planner: torch.nn.Module, actor: torch.nn.Module, env, source: torch.Tensor, steps: int,
+            frame_memory: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
+    """States s_0 ... s_steps with the plan mean (no exploration): a list of (N, C, H, W). Video networks also
+    take `frame_memory`, the actor's frame-wise memory of each step index, which is read and replaced."""
     planner.eval(), actor.eval()
     states = [env.reset(source)]
-    for _ in range(steps):
+    for k in range(steps):
         extras = env.extras()
         dist, features = planner(states[-1], *memory(extras))
-        action = actor(dist.mean, features)  # E1 at inference: p_t = m_psi(s_t)
+        if frame_memory is None:
+            action = actor(dist.mean, features)  # E1 at inference: p_t = m_psi(s_t)
+        else:
+            action, frame_memory[k] = actor.step(dist.mean, features, frame_memory[k])
         if "memory" in extras:               # video: the planner's step-wise memory h_t+1, to s_t+1
             env.memory = features[-1]
         states.append(env.step(action)[0])
@@ -48,7 +53,6 @@ def rollout(planner: torch.nn.Module, actor: torch.nn.Module, env, source: torch
     return states
 
 
-@torch.no_grad()
 def rollout_video(planner: torch.nn.Module, actor: torch.nn.Module, env, frames: torch.Tensor, steps: int
                   ) -> list[torch.Tensor]:
     """Frame after frame, each an episode of `steps` steps from its own s_0 (the frame): a list over
@@ -56,25 +60,9 @@ def rollout_video(planner: torch.nn.Module, actor: torch.nn.Module, env, frames:
     frame-wise memory of step k from one frame to the next (reset only before the first frame) and the
     planner's step-wise memory through each frame's steps (reset by env.reset); any other model (the
     image style model) stylises each frame on its own."""
-    recurrent = hasattr(actor, "frame_gru")
-    planner.eval(), actor.eval()
-    frame_memory: list[torch.Tensor | None] = [None] * steps  # m_k, one for each step index k
-    outputs: list[list[torch.Tensor]] = [[] for _ in range(steps + 1)]
-    for frame in frames:
-        state = env.reset(frame[None])
-        outputs[0].append(state)
-        for k in range(steps):
-            extras = env.extras()
-            dist, features = planner(state, *memory(extras))
-            if recurrent:
-                action, frame_memory[k] = actor.step(dist.mean, features, frame_memory[k])
-                env.memory = features[-1]
-            else:
-                action = actor(dist.mean, features)
-            state = env.step(action)[0]
-            outputs[k + 1].append(state)
-    planner.train(), actor.train()
-    return [torch.cat(states) for states in outputs]
+    frame_memory = [None] * steps if hasattr(actor, "frame_gru") else None  # m_k, one for each step index k
+    per_frame = [rollout(planner, actor, env, frame[None], steps, frame_memory) for frame in frames]
+    return [torch.cat(states) for states in zip(*per_frame)]
 
 
 def ssim_to(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -207,17 +195,17 @@ def evaluate_video(task: dict, frames: torch.Tensor, flows: torch.Tensor | None,
     input video. Writes each step's frames (`video/step<k>/NAME.png`), an animated GIF per step
     (`video_step<k>.gif`, the input as `video_input.gif`) and the strip `video_strip.png` (four frames
     from first to last: input | step k ...). Returns the table and the files written."""
-    from video import save_gif
-
     env = task["env"]
     device = next(task["planner"].parameters()).device
     frames = frames.to(device)
+    if flows is not None:
+        flows, valid = flows.to(device), valid.to(device)
     states = rollout_video(task["planner"], task["actor"], env, frames, max(steps))
     table, files = [], []
     for k in [0, *steps]:
         images, row = denormalize(states[k]), {"step": k}
         if flows is not None:
-            row["temporal error"] = warping_error(images[:-1], images[1:], flows.to(device), valid.to(device)).mean().item()
+            row["temporal error"] = warping_error(images[:-1], images[1:], flows, valid).mean().item()
         m = env.metrics(states[k], states[0])
         row["content loss"], row["style loss"] = m["content_loss"].mean().item(), m["style_loss"].mean().item()
         table.append(row)
@@ -371,10 +359,8 @@ def final_report(run: str, args, task: dict) -> None:
     plot_curves(os.path.join(run, "progress.csv"), os.path.join(run, "curves.png"))
     written = "eval.csv, grid.png and curves.png"
     if args.task == "video":  # the built-in clip, whose motion is known exactly
-        from video import camera_clip
-
-        frames, flows, valid = camera_clip(size=args.image_size)
-        table, _ = evaluate_video(task, frames, flows, valid, steps, run, [f"frame_{i + 1:04d}" for i in range(len(frames))])
+        frames, flows, valid, names = read_clip("builtin", args.image_size)
+        table, _ = evaluate_video(task, frames, flows, valid, steps, run, names)
         print(f"built-in clip, {len(frames)} frames, plan mean (temporal error: E32, on [0, 1] RGB):")
         print_table(table, os.path.join(run, "video_eval.csv"))
         written = "eval.csv, grid.png, curves.png, video_eval.csv, video_strip.png, video_step*.gif and video/"
@@ -400,22 +386,6 @@ def load_released_weights(module: torch.nn.Module, path: str) -> None:
         if v.shape != module.state_dict()[k].shape:
             raise DataError(f"{path}: {k} has shape {tuple(v.shape)}, expected {tuple(module.state_dict()[k].shape)}")
     module.load_state_dict(state)
-
-
-def read_clip(path: str, size: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, list[str]]:
-    """--video: the built-in clip ("builtin") or a user's frames at short side `size`, with the true flows and
-    valid pixels when known (the built-in clip; MPI-Sintel's layout), else None for both."""
-    from video import camera_clip, load_video, resize_video, sintel_motion
-
-    if path == "builtin":
-        frames, flows, valid = camera_clip(size=size)
-        return frames, flows, valid, [f"frame_{i + 1:04d}" for i in range(len(frames))]
-    frames, names = load_video(path)
-    flows, valid = sintel_motion(path, names) or (None, None)
-    if flows is not None and flows.shape[-2:] != frames.shape[-2:]:
-        raise DataError(f"{path}: the flow files are {flows.shape[-1]}x{flows.shape[-2]}, the frames "
-                        f"{frames.shape[-1]}x{frames.shape[-2]}")
-    return (*resize_video(frames, flows, valid, size), names)
 
 
 def main(argv: list[str] | None = None) -> None:

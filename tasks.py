@@ -87,7 +87,6 @@ def build(args, device: torch.device) -> dict:
         vgg = load_vgg16(args.vgg, args.vgg_weights or None).to(device)
         style = load_style_image(args.style_image or None, size).to(device)
         planner, actor = networks(args)  # after the VGG, as before: the seeded initialisation is unchanged
-        planner, actor = planner.to(device), actor.to(device)
         if args.task == "style":
             env = StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight, args.step_anchor)
         else:  # the temporal term (E31) runs the networks on a synthetic next frame

@@ -2,6 +2,7 @@
 
     load_video(path)          a folder of frames (png/jpg, sorted by name) or an animated GIF -> (T, 3, H, W)
     sintel_motion(path, ...)  MPI-Sintel's forward flow and occlusions for a `final/<scene>` folder, if present
+    read_clip(path, size)     what `evaluate.py --video` reads: the built-in clip ("builtin") or a user's video
     camera_clip(photo, ...)   the built-in clip: a photo filmed by a known smooth camera motion (pan, zoom,
                               rotation), with the exact flow between frames and the pixels that leave the frame
     read_flo / write_flo      Middlebury `.flo` files (Sintel's flow format)
@@ -163,3 +164,17 @@ def save_gif(frames: torch.Tensor, path: str, milliseconds: int = 120) -> None:
     images = [Image.fromarray((f.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8))
               for f in frames]
     images[0].save(path, save_all=True, append_images=images[1:], duration=milliseconds, loop=0)
+
+
+def read_clip(path: str, size: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, list[str]]:
+    """The built-in clip ("builtin") or a user's frames at short side `size` -> (frames, flows, valid, names), the
+    true flows and valid pixels when known (the built-in clip; MPI-Sintel's layout), else None for both."""
+    if path == "builtin":
+        frames, flows, valid = camera_clip(size=size)
+        return frames, flows, valid, [f"frame_{i + 1:04d}" for i in range(len(frames))]
+    frames, names = load_video(path)
+    flows, valid = sintel_motion(path, names) or (None, None)
+    if flows is not None and flows.shape[-2:] != frames.shape[-2:]:
+        raise DataError(f"{path}: the flow files are {flows.shape[-1]}x{flows.shape[-2]}, the frames "
+                        f"{frames.shape[-1]}x{frames.shape[-2]}")
+    return (*resize_video(frames, flows, valid, size), names)
