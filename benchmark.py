@@ -322,7 +322,7 @@ def throughput_markdown(rows: list[dict]) -> str:
 # Replay memory at paper scale: each task's CUDA preset (image size and --buffer-size).
 def memory_table() -> list[dict]:
     from buffer import transition_bytes
-    from env import DigitsEnv, InpaintEnv, PhotoEnv, StyleEnv
+    from env import InpaintEnv, PhotoEnv, RegistrationEnv, StyleEnv
     from tasks import PRESETS, STATE_CHANNELS, networks
     from train import Args
     from vgg import load_vgg16
@@ -333,7 +333,7 @@ def memory_table() -> list[dict]:
         args = Args(**{**preset.get("all", {}), **preset["cuda"], "task": task_name})
         size = args.image_size
         env = {"style": lambda: StyleEnv(load_vgg16("random"), torch.rand(3, 32, 32)), "photo": PhotoEnv,
-               "inpaint": lambda: InpaintEnv(size), "digits": DigitsEnv}[task_name]()
+               "inpaint": lambda: InpaintEnv(size), "digits": RegistrationEnv}[task_name]()
         ours = transition_bytes(env.buffer_fields(size, networks(args)[0].plan_shape(size)))
         float32_states = 2 * 4 * STATE_CHANNELS[task_name] * size * size  # the authors' s_t and s_t+1
         rows.append({"task": task_name, "image": size, "transitions": args.buffer_size, "bytes/transition": ours,

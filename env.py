@@ -1,5 +1,5 @@
 """Environments: state, transition T(s, a) and reward R(s', y) of each task (README E1, E10, E11, E15, E16,
-E21, E22, E25-E27, E30, E31).
+E21, E22, E25-E27, E30, E31, E33).
 
 An environment holds N episodes at once and steps them as one batch. Its interface is the same
 for every task, so `train.py` and `evaluate.py` have one code path:
@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from buffer import Field
 from losses import (STYLE_LAYERS, auxiliary_loss_digits, auxiliary_loss_inpaint, auxiliary_loss_photo,
-                    auxiliary_loss_style, compose, content_loss, dice, gram_matrix, overlap_weights, psnr,
-                    style_loss, synthetic_flow, temporal_loss, warp)
+                    auxiliary_loss_style, compose, content_loss, dice, gram_matrix, mean_dice, overlap_weights, psnr,
+                    style_loss, synthetic_flow, temporal_loss, warp, warp_labels)
 from vgg import IMAGENET_MEAN, IMAGENET_STD, VGG16
 
 
@@ -359,50 +359,68 @@ class PhotoEnv:
 INK = 1e-3  # E27's "> 0": above grid_sample's round-off (about 1e-6), below MNIST's faintest ink (1/255)
 
 
-class DigitsEnv:
-    """The digit transform (METHOD.md 5.5, the paper's first figure). Images are in [0, 1].
+class RegistrationEnv:
+    """Deformable registration of a moving image onto a fixed one (METHOD.md 5.5): the digit transform
+    and `--task register` (the SPAC task), one environment. Images are in [0, 1].
 
     The state is [fixed, moved] (2 channels). The action is a displacement field a_t (2, H, W) in pixels,
     at most `max_step` a pixel per step (the actor's tanh, clamped again here).
     E25: Omega_t+1 = warp(Omega_t, a_t) + a_t, Omega_0 = 0;  E26: moved_t+1 = warp(moving, Omega_t+1),
-         always the *original* moving digit, so no blur builds up.
-    E27: r_t = 10 Dice(moved_t+1 > 0, fixed > 0), done when the Dice is above `success_dice`,
-         times `reward_scale`; "> 0" is "> INK", so that interpolation round-off is not ink.
+         always the *original* moving image, so no blur builds up.
+    Reward, times `reward_scale`, done when the Dice is above `success_dice`:
+    E27 (digits, `classes` 0): r_t = 10 Dice(moved_t+1 > 0, fixed > 0); "> 0" is "> INK", so that
+         interpolation round-off is not ink.
+    E33 (register, `classes` k): r_t = 10 mean Dice(warp(U_M, Omega_t+1), U_F), U the images' k-means
+         segmentations (given with the pair by the data, computed once per image), averaged over the
+         classes other than the darkest (the background).
+    `fields` keeps Omega_0 ... Omega_t of the running episodes, for evaluation.
     """
 
     def __init__(self, max_step: float = 0.5, success_dice: float = 0.96, smooth_weight: float = 1.0,
-                 dice_weight: float = 10.0, reward_scale: float = 1.0) -> None:
+                 dice_weight: float = 10.0, reward_scale: float = 1.0, classes: int = 0) -> None:
         self.max_step, self.success_dice, self.smooth_weight = max_step, success_dice, smooth_weight
-        self.dice_weight, self.reward_scale = dice_weight, reward_scale
-        self.fixed = self.moving = self.field = None
+        self.dice_weight, self.reward_scale, self.classes = dice_weight, reward_scale, classes
+        self.fixed = self.moving = self.field = self.segments = None
+        self.fields: list[torch.Tensor] = []
 
     def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
-        digit = Field((1, image_size, image_size), torch.uint8)
-        return {"fixed": digit, "moved": digit, "next_moved": digit, "moving": digit,
+        image = Field((1, image_size, image_size), torch.uint8)
+        return {"fixed": image, "moved": image, "next_moved": image, "moving": image,
                 "field": Field((2, image_size, image_size)), "plan": Field(plan_shape), "reward": Field(()),
                 "done": Field(())}
 
     def reset(self, pair: torch.Tensor) -> torch.Tensor:
-        """pair: (N, 2, H, W) in [0, 1], fixed then moving -> s_0 = [fixed, moving]."""
-        self.fixed, self.moving = pair[:, :1], pair[:, 1:]
-        self.field = torch.zeros_like(pair)  # Omega_0 = 0, (N, 2, H, W)
-        return pair.clone()
+        """pair: (N, 2, H, W) in [0, 1], fixed then moving (register: (N, 4, H, W), then the k-means labels
+        U_F and U_M) -> s_0 = [fixed, moving]."""
+        self.fixed, self.moving = pair[:, :1], pair[:, 1:2]
+        self.segments = pair[:, 2:4].long() if self.classes else None  # U_F, U_M
+        self.field = torch.zeros_like(pair[:, :2])  # Omega_0 = 0, (N, 2, H, W)
+        self.fields = [self.field]
+        return pair[:, :2].clone()
 
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """action: a step field (N, 2, H, W) -> s_t+1, r_t (N,), d_t (N,)."""
         self.field = compose(self.field, action.clamp(-self.max_step, self.max_step))  # E25
+        self.fields.append(self.field)
         moved = warp(self.moving, self.field)                          # E26
-        score = dice(moved > INK, self.fixed > INK)                    # E27
+        score = self.score(moved)                                      # E27 or E33
         done = (score > self.success_dice).float()
         return torch.cat([self.fixed, moved], 1), self.reward_scale * self.dice_weight * score, done
 
+    def score(self, moved: torch.Tensor) -> torch.Tensor:
+        """The Dice of the reward, (N,): E27 of the ink masks, or E33 of the warped k-means labels."""
+        if not self.classes:
+            return dice(moved > INK, self.fixed > INK)                                                # E27
+        return mean_dice(warp_labels(self.segments[:, 1:], self.field, self.classes), self.segments[:, :1],
+                         self.classes)                                                                 # E33
+
     def extras(self) -> dict[str, torch.Tensor]:
-        """Of the current state s_t: the original moving digit and the field Omega_t."""
+        """Of the current state s_t: the original moving image and the field Omega_t."""
         return {"moving": self.moving, "field": self.field}
 
     def pack(self, transition: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The fixed digit once (the first channel of both states), the moved digits of s_t and s_t+1."""
+        """The fixed image once (the first channel of both states), the moved images of s_t and s_t+1."""
         return {"fixed": transition["state"][:, :1], "moved": transition["state"][:, 1:],
                 "next_moved": transition["next_state"][:, 1:], "moving": transition["moving"],
                 "field": transition["field"], **{k: transition[k] for k in PASS}}
@@ -413,12 +431,12 @@ class DigitsEnv:
                 "moving": stored["moving"], "field": stored["field"], **{k: stored[k] for k in PASS}}
 
     def to_image(self, state: torch.Tensor) -> torch.Tensor:
-        """The moved digit of a state, as grey RGB in [0, 1]."""
+        """The moved image of a state, as grey RGB in [0, 1]."""
         return state[..., 1:2, :, :].expand(*state.shape[:-3], 3, *state.shape[-2:]).clamp(0, 1)
 
     def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """E29 on a replayed minibatch: the moving digit warped by Omega_t composed with the new step,
-        against the fixed digit."""
+        """E29 on a replayed minibatch: the moving image warped by Omega_t composed with the new step,
+        against the fixed image."""
         moved = warp(batch["moving"], compose(batch["field"], action))   # E25, E26 with gradient
         return auxiliary_loss_digits(moved, batch["state"][:, :1], action, self.smooth_weight)

@@ -9,6 +9,8 @@
     python evaluate.py --compare runs/inpaint-rl-seed* runs/inpaint-onestep-seed*   # the ablation table
     python evaluate.py --checkpoint runs/video-seed1 --video --steps 1 5   # the built-in clip: GIFs, temporal error
     python evaluate.py --checkpoint runs/video-seed1 --video Sintel/training/final/alley_1 --steps 1 5
+    python evaluate.py --checkpoint runs/register-seed1 --baseline runs/register-onestep --steps 1 5 10
+    python evaluate.py --checkpoint runs/register-oasis --pair OASIS/OASIS_OAS1_0002_MR1 OASIS/OASIS_OAS1_0001_MR1
 
 Inference (Algorithm 1, last lines): s_0 from x, then p_t = mean of pi(. | s_t), a_t = mu(s_t, p_t),
 s_t+1 = T(s_t, a_t); every intermediate state is a usable output.
@@ -16,6 +18,7 @@ s_t+1 = T(s_t, a_t); every intermediate state is a usable output.
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import sys
 
@@ -160,7 +163,7 @@ def evaluate_digits(task: dict, pairs: torch.Tensor, steps: list[int], grid_path
     written next to the grid (`*_classes.csv`), and the grid moving | steps | fixed | field, the field
     Omega shown as a warped square grid (the paper's first figure)."""
     from env import INK
-    from losses import dice, warp
+    from losses import dice
 
     env = task["env"]
     states = rollout(task["planner"], task["actor"], env, pairs, max(steps))
@@ -176,14 +179,76 @@ def evaluate_digits(task: dict, pairs: torch.Tensor, steps: list[int], grid_path
     print(f"Dice by the class of the fixed digit, identity (step 0) and step {last}:")
     print_table(per_class, grid_path.replace(".png", "_classes.csv"))
     scale = 4  # the field is drawn at 4x: a square grid, a line every 2 digit pixels, warped by Omega
-    lines = torch.ones(1, 1, *(scale * n for n in pairs.shape[-2:]), device=pairs.device)
-    lines[..., 1::2 * scale, :] = lines[..., :, 1::2 * scale] = 0
-    field = scale * F.interpolate(env.field, scale_factor=scale, mode="bilinear", align_corners=False)
-    field_image = warp(lines.expand(len(pairs), -1, -1, -1), field)           # the final field Omega
+    field_image = field_grid(env.field, scale, 2)                            # the final field Omega
     rows = [[pairs[i, 1:].expand(3, -1, -1).cpu(), *[env.to_image(states[k][i]).cpu() for k in steps],
-             pairs[i, :1].expand(3, -1, -1).cpu(), field_image[i].expand(3, -1, -1).cpu()]
+             pairs[i, :1].expand(3, -1, -1).cpu(), field_image[i].cpu()]
             for i in range(min(grid_rows, len(pairs)))]
     save_grid(rows, grid_path, ["moving", *[f"step {k}" for k in steps], "fixed", "field"], scale)
+    return table
+
+
+def field_grid(field: torch.Tensor, scale: int, spacing: int) -> torch.Tensor:
+    """Fields (N, 2, H, W) in pixels drawn as a square grid warped by them, at `scale` x the image size, a line
+    every `spacing` image pixels: (N, 3, scale H, scale W) in [0, 1] (the paper's first figure)."""
+    from losses import warp
+
+    lines = torch.ones(1, 1, *(scale * n for n in field.shape[-2:]), device=field.device)
+    lines[..., 1::spacing * scale, :] = lines[..., :, 1::spacing * scale] = 0
+    big = scale * F.interpolate(field, scale_factor=scale, mode="bilinear", align_corners=False)
+    return warp(lines.expand(len(field), -1, -1, -1), big).expand(-1, 3, -1, -1)
+
+
+def label_overlay(image: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Grey images (N, 1, H, W) with label maps (N, 1, H, W) in colour over them and the outlines of the
+    `reference` labels in white: (N, 3, H, W) in [0, 1]. Where the colours fill the outlines, the labels agree."""
+    import matplotlib
+
+    palette = torch.tensor(matplotlib.colormaps["tab10"].colors, dtype=torch.float32, device=image.device)
+    colour = palette[labels[:, 0] % 10].permute(0, 3, 1, 2) * (labels > 0)        # (N, 3, H, W), background black
+    out = 0.5 * image.expand(-1, 3, -1, -1) + 0.5 * colour
+    edge = torch.zeros_like(reference, dtype=torch.bool)
+    edge[..., :-1, :] |= reference[..., :-1, :] != reference[..., 1:, :]
+    edge[..., :, :-1] |= reference[..., :, :-1] != reference[..., :, 1:]
+    return torch.where(edge, torch.ones_like(out), out)
+
+
+def evaluate_register(task: dict, pairs: torch.Tensor, steps: list[int], grid_path: str, grid_rows: int = 6,
+                      truth: dict | None = None) -> list[dict]:
+    """Per-step registration metrics over held-out pairs (N, 4, S, S) (fixed, moving, their k-means labels),
+    averaged over the pairs; step 0 is the identity (no registration). Dice: the true labels of the moving
+    image warped by Omega_k against the fixed image's, mean over its labels but the background (E33's
+    mean_dice); k-means Dice: the same of the reward's labels; folding %: pixels whose Jacobian
+    determinant is <= 0 (E34); NCC of moved and fixed; and, where the true field is known (built-in data),
+    its end-point error in pixels over the head. `truth`: true labels (and field) of the pairs [the test
+    data's]. Grid: fixed | moving | steps | field Omega as a warped grid | labels (the moved image's true
+    labels in colour over the fixed image, the fixed image's outlines in white)."""
+    from losses import end_point_error, folding_fraction, mean_dice, ncc, warp_labels
+
+    env, truth = task["env"], truth or task["test_data"].truth
+    states = rollout(task["planner"], task["actor"], env, pairs, max(steps))
+    fixed_labels, moving_labels = truth["fixed_labels"].to(pairs.device), truth["moving_labels"].to(pairs.device)
+    kmeans = pairs[:, 2:4].long()
+    table = []
+    for k in [0, *steps]:
+        field = env.fields[k]                                                  # Omega_k
+        dice = mean_dice(warp_labels(moving_labels, field), fixed_labels)
+        row = {"step": k, "Dice": dice.mean().item(), "Dice std": dice.std().item(),
+               "k-means Dice": mean_dice(warp_labels(kmeans[:, 1:], field, env.classes), kmeans[:, :1],
+                                         env.classes).mean().item(),
+               "folding %": 100 * folding_fraction(field).mean().item(),
+               "NCC": ncc(states[k][:, 1:], states[k][:, :1]).mean().item()}
+        if truth.get("field") is not None:
+            row["EPE px"] = end_point_error(field, truth["field"].to(pairs.device), (fixed_labels > 0).float()).mean().item()
+        table.append(row)
+    scale = max(1, 128 // pairs.shape[-1])
+    n = min(grid_rows, len(pairs))
+    grids = field_grid(env.fields[max(steps)][:n], scale, max(2, pairs.shape[-1] // 16))  # a line every S/16 pixels
+    overlay = label_overlay(pairs[:n, :1], warp_labels(moving_labels[:n], env.fields[max(steps)][:n]), fixed_labels[:n])
+    big = lambda image: F.interpolate(image[None], scale_factor=scale, mode="nearest")[0]  # noqa: E731
+    rows = [[big(pairs[i, :1].expand(3, -1, -1)).cpu(), big(pairs[i, 1:2].expand(3, -1, -1)).cpu(),
+             *[big(env.to_image(states[k][i])).cpu() for k in steps], grids[i].cpu(), big(overlay[i]).cpu()]
+            for i in range(n)]
+    save_grid(rows, grid_path, ["fixed", "moving", *[f"step {k}" for k in steps], "field", "labels"])
     return table
 
 
@@ -259,17 +324,17 @@ def stylise_photo(task: dict, photo: torch.Tensor, name: str, steps: list[int], 
 
 
 EVALUATE = {"style": evaluate_style, "video": evaluate_style, "inpaint": evaluate_inpaint, "photo": evaluate_photo,
-            "digits": evaluate_digits}
-EVAL_IMAGES = {"style": 4, "video": 4, "inpaint": None, "photo": None, "digits": 500}  # held-out images by default (None: all)
+            "digits": evaluate_digits, "register": evaluate_register}
+EVAL_IMAGES = {"style": 4, "video": 4, "inpaint": None, "photo": None, "digits": 500, "register": None}  # held-out images by default (None: all)
 
 
 def print_table(table: list[dict], path: str = "") -> None:
     """Print the per-step table; with `path`, also write it as CSV."""
     keys = list(table[0])
-    widths = [max(12, len(k)) for k in keys]
+    widths = [max(12, len(k), *(len(r[k]) for r in table if isinstance(r[k], str))) for k in keys]
     print(" ".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
     for r in table:
-        print(" ".join(f"{r[k]:>{w}}" if k == "step" else f"{r[k]:>{w}.4g}" for k, w in zip(keys, widths)))
+        print(" ".join(f"{r[k]:>{w}}" if isinstance(r[k], (int, str)) else f"{r[k]:>{w}.4g}" for k, w in zip(keys, widths)))
     if path:
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, keys)
@@ -278,8 +343,8 @@ def print_table(table: list[dict], path: str = "") -> None:
 
 
 COMPARE_METRICS = {"style": ("style loss", "content loss"), "video": ("style loss", "content loss"), "inpaint": ("PSNR hole", "SSIM hole"),
-                   "photo": ("PSNR", "SSIM"), "digits": ("Dice", "Dice std")}
-COMPARE_FLAGS = {"photo": ("init",), "digits": ("pair_mode",), "video": ("temporal_weight",)}  # task flags shown in the model column
+                   "photo": ("PSNR", "SSIM"), "digits": ("Dice", "Dice std"), "register": ("Dice", "folding %")}
+COMPARE_FLAGS = {"photo": ("init",), "digits": ("pair_mode",), "video": ("temporal_weight",), "register": ("pair_mode",)}  # task flags shown in the model column
 
 
 def compare(runs: list[str]) -> str:
@@ -388,6 +453,16 @@ def load_released_weights(module: torch.nn.Module, path: str) -> None:
     module.load_state_dict(state)
 
 
+def load_networks(task: dict, state: dict, path: str, image_size: int) -> None:
+    """A checkpoint's planner and actor into the task's networks, with a one-line error when they do not fit."""
+    try:
+        task["planner"].load_state_dict(state["planner"])
+        task["actor"].load_state_dict(state["actor"])
+    except RuntimeError:
+        raise DataError(f"{path}: its networks do not fit --image-size {image_size} "
+                        f"(trained at {state['args']['image_size']})") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     from tasks import PRESETS, build
     from train import Args, Parser, resolve_device
@@ -401,6 +476,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="style or video: stylise a video frame after frame: a folder of frames (sorted by name) "
                              "or an animated GIF; no path: the built-in clip. Writes frames, GIFs, a strip and the "
                              "temporal error (built-in clip, or MPI-Sintel's final/<scene> with its flow/ and occlusions/)")
+    parser.add_argument("--pair", nargs=2, default=None, metavar=("FIXED", "MOVING"),
+                        help="register: one pair of 2-D OASIS subject folders (slice_norm.nii.gz, slice_seg24.nii.gz) "
+                             "instead of the held-out pairs")
+    parser.add_argument("--baseline", default="", metavar="RUN",
+                        help="also evaluate this run's checkpoint (same task, e.g. its --rl off model) on the same "
+                             "images, and print both tables")
     parser.add_argument("--compare", nargs="+", default=None, metavar="RUN",
                         help="print mean and spread over seeds of finished run folders, and exit")
     parser.add_argument("--planner-weights", default="", help="style planner file in the authors' released format")
@@ -427,8 +508,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--planner-weights and --actor-weights go together")
     if not opts.checkpoint and opts.task not in (None, "style"):
         parser.error("released weights are read for --task style only; use --checkpoint")
-    if opts.video and opts.image:
-        parser.error("--image and --video: one at a time")
+    if sum(map(bool, (opts.video, opts.image, opts.pair))) > 1:
+        parser.error("--image, --video and --pair: one at a time")
+    if opts.baseline and (opts.video or opts.image or not opts.checkpoint):
+        parser.error("--baseline compares two checkpoints on the held-out images (not with --image, --video or "
+                     "released weights)")
     if min(opts.steps) < 1 or opts.num_images < 0:
         parser.error("--steps must be positive and --num-images not negative")
     if opts.image_size and (opts.image_size < 16 or opts.image_size % 4):
@@ -448,6 +532,8 @@ def main(argv: list[str] | None = None) -> None:
                 raise DataError(f"--image stylises one photo: it is for --task style, not --task {args.task}")
             if opts.video and args.task not in ("style", "video"):
                 raise DataError(f"--video is for --task style or video, not --task {args.task}")
+            if opts.pair and args.task != "register":
+                raise DataError(f"--pair registers two subject folders: it is for --task register, not --task {args.task}")
         else:
             state, args = None, Args(task="style", image_size=256)
         for name in ("content_dir", "style_image", "vgg", "data_root", "direction"):
@@ -461,12 +547,7 @@ def main(argv: list[str] | None = None) -> None:
         device = resolve_device(opts.device)
         task = build(args, device)
         if state is not None:
-            try:
-                task["planner"].load_state_dict(state["planner"])
-                task["actor"].load_state_dict(state["actor"])
-            except RuntimeError:
-                raise DataError(f"{opts.checkpoint}: its networks do not fit --image-size {args.image_size} "
-                                f"(trained at {state['args']['image_size']})") from None
+            load_networks(task, state, opts.checkpoint, args.image_size)
         else:
             load_released_weights(task["planner"], opts.planner_weights)
             load_released_weights(task["actor"], opts.actor_weights)
@@ -487,15 +568,35 @@ def main(argv: list[str] | None = None) -> None:
             print_table(table, os.path.join(out, "video_eval.csv"))
             print(f"wrote {out}/video/, {', '.join(files)} and video_eval.csv")
             return
-        test = task["test_data"]
-        n = min(opts.num_images or EVAL_IMAGES[args.task] or len(test.sources), len(test.sources))
-        images = test.fixed(n).to(device)
+        test, steps = task["test_data"], sorted(set(opts.steps))
+        if opts.pair:
+            from registration import read_pair
+
+            images, truth = read_pair(*opts.pair, args.image_size, args.kmeans)
+            images, what = images.to(device), f"the pair {' <- '.join(opts.pair)} (fixed <- moving)"
+            evaluate = functools.partial(evaluate_register, truth=truth)
+        else:
+            n = min(opts.num_images or EVAL_IMAGES[args.task] or len(test.sources), len(test.sources))
+            images, what, evaluate = test.fixed(n).to(device), f"held-out images: {n}", EVALUATE[args.task]
         grid = os.path.join(out, "eval_grid.png")
-        table = EVALUATE[args.task](task, images, sorted(set(opts.steps)), grid)
+        table = evaluate(task, images, steps, grid)
+        if opts.baseline:  # another run's networks on the same images
+            path = os.path.join(opts.baseline, "checkpoint.pt") if os.path.isdir(opts.baseline) else opts.baseline
+            if not os.path.isfile(path):
+                raise DataError(f"--baseline {opts.baseline}: no checkpoint.pt")
+            base = read_checkpoint(path)
+            if base["args"]["task"] != args.task:
+                raise DataError(f"--baseline {opts.baseline} was trained for --task {base['args']['task']}, not {args.task}")
+            load_networks(task, base, path, args.image_size)
+            label = lambda a: f"{'RL-I2IT' if a['rl'] == 'on' else 'one-step'} ({a['name'] or a['task']})"  # noqa: E731
+            baseline_grid = os.path.join(out, "eval_grid_baseline.png")
+            table = [{"model": label(state["args"]), **r} for r in table] + \
+                [{"model": label(base["args"]), **r} for r in evaluate(task, images, steps, baseline_grid)]
+            grid += f" and {baseline_grid}"
     except (DataError, VGGError, CheckpointError) as e:
         sys.exit(f"error: {e}")
     source = f"VGG-16 weights: {task['vgg'].source}; " if "vgg" in task else ""
-    print(f"{source}held-out images: {n} at {args.image_size}x{args.image_size}, plan mean")
+    print(f"{source}{what} at {args.image_size}x{args.image_size}, plan mean")
     print_table(table)
     print(f"grid: {grid}")
 

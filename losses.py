@@ -1,6 +1,6 @@
 """Losses of the Planner-Actor-Critic (README equations E4 to E9) and the task losses: style transfer
 (E12 to E14), face inpainting (E16 to E20), photo translation (E23, E24), the digit transform (E25 to
-E29) and video style transfer (E30 to E32).
+E29), video style transfer (E30 to E32) and deformable registration (E33, E34; its J_Aux is E29's).
 
 Every loss is a top-level function of tensors, so a test can call it on hand-built numbers.
 `train.py` calls them in the order of Algorithm 1.
@@ -270,3 +270,65 @@ def warping_error(frame: torch.Tensor, next_frame: torch.Tensor, flow: torch.Ten
     that are visible in both frames (not occluded, not leaving the frame)."""
     difference = (frame - warp(next_frame, flow)).pow(2) * valid      # (B, C, H, W)
     return difference.sum((1, 2, 3)) / (valid.sum((1, 2, 3)) * frame.shape[1]).clamp_min(1)  # E32
+
+
+# ---------------------------------------------------------------- deformable registration (E33, E34)
+def kmeans_labels(images: torch.Tensor, k: int, iterations: int = 30) -> torch.Tensor:
+    """E33's segmentation U: k-means on the intensities of each image (N, 1, H, W) -> labels (N, 1, H, W),
+    int64, 0 the darkest cluster ... k-1 the brightest. Centres start at the intensity quantiles
+    (k + 1/2) / k, so the result is the same every time."""
+    x = images.flatten(1).float()                                               # (N, P)
+    centres = torch.quantile(x, (torch.arange(k, dtype=torch.float32, device=x.device) + 0.5) / k, dim=1).T  # (N, k)
+    for _ in range(iterations):
+        labels = (x[:, :, None] - centres[:, None]).abs().argmin(2)            # nearest centre, (N, P)
+        onehot = F.one_hot(labels, k).float()                                   # (N, P, k)
+        count = onehot.sum(1)
+        centres = torch.where(count > 0, (onehot * x[:, :, None]).sum(1) / count.clamp_min(1), centres)
+    order = centres.argsort(1)                                                  # darkest first
+    rank = order.argsort(1)
+    return rank.gather(1, labels).view(images.shape)
+
+
+def warp_labels(labels: torch.Tensor, field: torch.Tensor, classes: int | None = None) -> torch.Tensor:
+    """A label map (N, 1, H, W) of int class numbers warped by a field (E26's warp): each class's mask
+    warped bilinearly, the largest one wins (so no label is ever made up by interpolation)."""
+    classes = classes or int(labels.max()) + 1
+    onehot = F.one_hot(labels[:, 0].long(), classes).permute(0, 3, 1, 2).float()   # (N, K, H, W)
+    return warp(onehot, field, padding="border").argmax(1, keepdim=True)
+
+
+def mean_dice(labels: torch.Tensor, reference: torch.Tensor, classes: int | None = None) -> torch.Tensor:
+    """E33: the Dice of two label maps (N, 1, H, W), averaged over the labels other than 0 (the background)
+    that the reference holds: (N,)."""
+    classes = classes or int(max(labels.max(), reference.max())) + 1
+    scores, present = [], []
+    for c in range(1, classes):
+        scores.append(dice(labels == c, reference == c))
+        present.append((reference == c).flatten(1).any(1).float())
+    scores, present = torch.stack(scores, 1), torch.stack(present, 1)           # (N, K - 1)
+    return (scores * present).sum(1) / present.sum(1).clamp_min(1)
+
+
+def jacobian_determinant(field: torch.Tensor) -> torch.Tensor:
+    """E34: det(I + grad Omega) of the map p -> p + Omega(p), per pixel, by central differences (one-sided at
+    the border): (N, 1, H, W). 1 for the identity; at most 0 where the map folds (p + Omega(p) turns over)."""
+    dx_dx, dx_dy = torch.gradient(field[:, 0], dim=(2, 1))    # channel 0 moves along x (columns)
+    dy_dx, dy_dy = torch.gradient(field[:, 1], dim=(2, 1))
+    return ((1 + dx_dx) * (1 + dy_dy) - dx_dy * dy_dx)[:, None]
+
+
+def folding_fraction(field: torch.Tensor) -> torch.Tensor:
+    """E34: the share of pixels where the field folds (Jacobian determinant <= 0), per sample (N,)."""
+    return (jacobian_determinant(field) <= 0).flatten(1).float().mean(1)
+
+
+def ncc(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """The (global) normalised cross-correlation of two images (N, C, H, W): their Pearson correlation, (N,)."""
+    a, b = a.flatten(1) - a.flatten(1).mean(1, keepdim=True), b.flatten(1) - b.flatten(1).mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+
+def end_point_error(field: torch.Tensor, true_field: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean length of field - true_field (pixels) over the pixels of mask (N, 1, H, W): (N,)."""
+    error = (field - true_field).norm(dim=1, keepdim=True) * mask
+    return error.flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)

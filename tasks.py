@@ -14,8 +14,9 @@ from actor import ConvActor, StyleActor, VideoActor
 from critic import Critic
 from data import (ContentImages, DigitPairs, FaceImages, PairedImages, load_style_image, make_edges2photo)
 from discriminator import Discriminator
-from env import DigitsEnv, InpaintEnv, PhotoEnv, StyleEnv, VideoEnv
+from env import InpaintEnv, PhotoEnv, RegistrationEnv, StyleEnv, VideoEnv
 from planner import ConvPlanner, StylePlanner, VideoPlanner
+from registration import RegistrationPairs
 from vgg import load_vgg16
 
 # --task presets: explicit flags override them. "all": the task's paper values on any device; "cpu" is
@@ -59,12 +60,21 @@ PRESETS = {
         "cuda": dict(num_envs=64, batch_size=64, total_steps=100000, max_episode_steps=100, buffer_size=100000,
                      learning_starts=2000, lr=1e-4, critic_lr=1e-4, alpha_lr=1e-4),
     },
+    "register": {  # the digits' settings, scaled to 48 x 48 images on the CPU (README, "Deformable registration")
+        "all": dict(pair_mode="atlas", tv_weight=1.0, reward_scale=0.01, kl_weight=0.01, success_dice=1.0),
+        "cpu": dict(image_size=48, max_step=1.0, num_envs=16, batch_size=8, total_steps=500, max_episode_steps=8,
+                    test_steps=10, buffer_size=20000, learning_starts=128, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3,
+                    init_log_alpha=-5.0, save_every=10),
+        "cuda": dict(image_size=128, max_step=2.0, num_envs=64, batch_size=64, total_steps=100000, max_episode_steps=10,
+                     test_steps=10, buffer_size=100000, learning_starts=2000, lr=1e-4, critic_lr=1e-4, alpha_lr=1e-4),
+    },
 }
 
 
 BUILTIN_PAIRS = os.path.join("builtin", "edges2photo")  # where --task photo writes its built-in pairs
 
-STATE_CHANNELS = {"style": 3, "video": 3, "inpaint": 3, "photo": 6, "digits": 2}  # photo: source and output; digits: fixed, moved
+STATE_CHANNELS = {"style": 3, "video": 3, "inpaint": 3, "photo": 6, "digits": 2, "register": 2}  # photo: source and output;
+# digits and register: fixed, moved
 
 
 def networks(args) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -73,7 +83,8 @@ def networks(args) -> tuple[torch.nn.Module, torch.nn.Module]:
         return StylePlanner(), StyleActor()
     if args.task == "video":  # the style networks with a step-wise GRU in the planner, a frame-wise one in the actor
         return VideoPlanner(), VideoActor()
-    if args.task == "digits":  # the style networks with 2 channels: a 1 x 7 x 7 plan, a bounded 2-channel field
+    if args.task in ("digits", "register"):  # the style networks with 2 channels: a 1 x H/4 x W/4 plan (7 x 7 for
+        # a digit, 16 x 16 for a 64 x 64 image), a bounded 2-channel field
         return StylePlanner(2), StyleActor(2, tanh_scale=args.max_step)
     planner = ConvPlanner(STATE_CHANNELS[args.task], args.image_size, args.plan_dim, args.width)
     actor = ConvActor(planner.widths, args.plan_dim, patch=args.task == "inpaint", tanh=args.task == "photo")
@@ -108,9 +119,16 @@ def build(args, device: torch.device) -> dict:
                     test_data=PairedImages(root, "test", size, args.direction))
     elif args.task == "digits":
         planner, actor = networks(args)
-        task = dict(env=DigitsEnv(args.max_step, args.success_dice, args.tv_weight, reward_scale=args.reward_scale),
+        task = dict(env=RegistrationEnv(args.max_step, args.success_dice, args.tv_weight, reward_scale=args.reward_scale),
                     planner=planner, actor=actor, train_data=DigitPairs(args.data_root or None, "train", args.pair_mode),
                     test_data=DigitPairs(args.data_root or None, "test", args.pair_mode))
+    elif args.task == "register":
+        planner, actor = networks(args)
+        env = RegistrationEnv(args.max_step, args.success_dice, args.tv_weight, reward_scale=args.reward_scale,
+                              classes=args.kmeans)
+        task = dict(env=env, planner=planner, actor=actor,
+                    train_data=RegistrationPairs(args.data_root or None, "train", size, args.kmeans, args.pair_mode),
+                    test_data=RegistrationPairs(args.data_root or None, "test", size, args.kmeans, args.pair_mode))
     else:  # inpaint
         planner, actor = networks(args)
         env = InpaintEnv(size, args.rec_weight, args.adv_weight, args.success_psnr, reward_scale=args.reward_scale)

@@ -9,6 +9,8 @@
     python train.py --task photo --data-root facades/ --direction BtoA --device cuda
     python train.py --task digits                 # built-in MNIST digits, CPU preset
     python train.py --task video                  # video style transfer, trained on the built-in photos
+    python train.py --task register               # deformable registration of built-in phantom heads
+    python train.py --task register --data-root neurite-oasis.2d.v1.0   # 2-D OASIS brain slices
 
 The loop below follows Algorithm 1 line by line (comments "A1.n"); what differs between tasks
 (presets, networks, environment, data) is in tasks.py, bookkeeping (logging, checkpoints, the
@@ -45,7 +47,8 @@ from vgg import VGGError
 
 @dataclass
 class Args:
-    task: str = field(default="style", metadata={"help": "task to train", "choices": ("style", "video", "inpaint", "photo", "digits")})
+    task: str = field(default="style", metadata={"help": "task to train", "choices": ("style", "video", "inpaint", "photo", "digits",
+                                                                                                    "register")})
     rl: str = field(default="on", metadata={"help": "on: RL-I2IT; off: the one-step ablation (J_Aux only, T_max 1, no critic)",
                                             "choices": ("on", "off")})
     seed: int = field(default=1, metadata={"help": "seeds Python, NumPy and torch"})
@@ -97,7 +100,8 @@ class Args:
                                                             "(authors: 1e2; 0: the video model without it)"})
     # face inpainting and photo translation
     data_root: str = field(default="", metadata={"help": "inpaint: folder of faces, e.g. CelebA-HQ; photo: pix2pix aligned "
-                                                        "folder (default: built-in data)"})
+                                                        "folder; digits: MNIST idx files; register: 2-D OASIS subject folders "
+                                                        "(default: built-in data)"})
     plan_dim: int = field(default=256, metadata={"help": "plan size P (paper figure: 256; authors' code: 512)"})
     width: int = field(default=32, metadata={"help": "base width of planner and actor (paper figure: 32; authors' code: 64)"})
     rec_weight: float = field(default=1.2, metadata={"help": "weight of the (inpaint: overlap-weighted) L1 in J_Aux (inpaint: 1.2; photo: 1)"})
@@ -111,11 +115,14 @@ class Args:
                                                       "choices": ("AtoB", "BtoA")})
     init: str = field(default="source", metadata={"help": "y_0, the first output: the source (the authors' README) or "
                                                   "noise (their code)", "choices": ("source", "noise")})
-    # digit transform
-    pair_mode: str = field(default="cross", metadata={"help": "digit pairs: cross-class, same-class or a random affine copy",
-                                                      "choices": ("cross", "same", "affine")})
-    max_step: float = field(default=0.5, metadata={"help": "largest displacement of one step, in pixels (paper: 0.5)"})
-    success_dice: float = field(default=0.96, metadata={"help": "Dice above which the episode succeeds (paper: 0.96)"})
+    # digit transform and registration
+    pair_mode: str = field(default="cross", metadata={"help": "digits: cross-class, same-class or a random affine copy; "
+                                                      "register: atlas-to-subject or subject-to-subject",
+                                                      "choices": ("cross", "same", "affine", "atlas", "subject")})
+    max_step: float = field(default=0.5, metadata={"help": "largest displacement of one step, in pixels (paper: 0.5 for digits)"})
+    success_dice: float = field(default=0.96, metadata={"help": "Dice above which the episode succeeds (digits: 0.96; "
+                                                        "register: 1, never)"})
+    kmeans: int = field(default=3, metadata={"help": "register: k, the classes of the k-means segmentation of the reward"})
 
 
 class Parser(argparse.ArgumentParser):
@@ -153,6 +160,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
         parser.error(f"--image-size {args.image_size}: must be at least 16")
     if args.task in ("style", "video") and args.image_size % 4:
         parser.error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
+    if args.task == "register" and args.image_size % 4:
+        parser.error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
+    if args.task == "register" and args.pair_mode not in ("atlas", "subject"):
+        parser.error(f"--pair-mode {args.pair_mode}: --task register pairs are atlas or subject")
+    if args.task == "digits" and args.pair_mode not in ("cross", "same", "affine"):
+        parser.error(f"--pair-mode {args.pair_mode}: --task digits pairs are cross, same or affine")
+    if args.kmeans < 2 or args.max_step <= 0:
+        parser.error("--kmeans must be at least 2 and --max-step positive")
     if args.task == "digits" and args.image_size != 28:
         parser.error(f"--image-size {args.image_size}: --task digits works on MNIST's 28 x 28 digits")
     if args.task in ("inpaint", "photo") and args.image_size & (args.image_size - 1):
@@ -165,10 +180,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
         if given.get("max_episode_steps", 1) != 1:
             parser.error("--rl off trains the one-step model: --max-episode-steps must be 1 (or left out)")
         args.max_episode_steps = 1
-    for name, tasks in (("data_root", ("inpaint", "photo", "digits")), ("content_dir", ("style", "video")),
+    for name, tasks in (("data_root", ("inpaint", "photo", "digits", "register")), ("content_dir", ("style", "video")),
                         ("style_image", ("style", "video")), ("step_anchor", ("style", "video")),
                         ("temporal_weight", ("video",)), ("direction", ("photo",)), ("init", ("photo",)),
-                        ("pair_mode", ("digits",)), ("max_step", ("digits",)), ("success_dice", ("digits",))):
+                        ("pair_mode", ("digits", "register")), ("max_step", ("digits", "register")),
+                        ("success_dice", ("digits", "register")), ("kmeans", ("register",))):
         if name in given and args.task not in tasks:
             flag = "--" + name.replace("_", "-")
             parser.error(f"{flag} is for --task {' or '.join(tasks)}, not --task {args.task}")

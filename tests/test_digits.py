@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from conftest import run_script
 from data import DataError, DigitPairs, read_idx
-from env import DigitsEnv
+from env import RegistrationEnv
 from losses import auxiliary_loss_digits, compose, dice, identity_grid, local_ncc_squared, warp
 
 TINY = ["--task", "digits", "--num-envs", "4", "--batch-size", "4", "--total-steps", "12", "--max-episode-steps", "3",
@@ -68,7 +68,7 @@ def test_composition_order_with_fields_that_do_not_commute():
         assert (wrong - exact)[inside].abs().max() > 0.5                # measured 0.66 and 0.77 pixels
         assert (warp(image, wrong) - twice)[inside].abs().max() > 0.15  # measured 0.19 and 0.19
     # the environment (E25 in step) and J_Aux (E25, E26 on a replayed Omega_t) compose in that order too
-    env = DigitsEnv(max_step=10.0)                                       # no clamping of these fields
+    env = RegistrationEnv(max_step=10.0)                                       # no clamping of these fields
     env.reset(torch.cat([image.clamp(0, 1), image.clamp(0, 1)], 1))
     env.step(shear)
     state, _, _ = env.step(rotation)
@@ -160,7 +160,7 @@ def test_builtin_split_is_disjoint():
 
 
 def test_environment_warps_the_original_moving_digit_and_rewards_dice():
-    env = DigitsEnv(max_step=0.5, reward_scale=1.0)
+    env = RegistrationEnv(max_step=0.5, reward_scale=1.0)
     fixed, moving = torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8)
     fixed[..., 2:5, 3:5] = 1.0
     moving[..., 2:5, 2:4] = 1.0                       # the same bar, one pixel to the left

@@ -8,7 +8,7 @@ import torch
 
 from buffer import ReplayBuffer, ReplayMemoryError, memory_estimate, transition_bytes
 from conftest import run_script
-from env import DigitsEnv, InpaintEnv, PhotoEnv, StyleEnv
+from env import InpaintEnv, PhotoEnv, RegistrationEnv, StyleEnv
 from test_inpaint import TINY as TINY_INPAINT
 from vgg import load_vgg16
 
@@ -21,7 +21,7 @@ def one_transition(task: str):
     elif task == "photo":
         env, data, action = PhotoEnv(), torch.rand(3, 6, 32, 32), torch.rand(3, 3, 32, 32) * 2 - 1
     elif task == "digits":
-        env, data, action = DigitsEnv(), torch.rand(3, 2, 28, 28), torch.rand(3, 2, 28, 28) - 0.5
+        env, data, action = RegistrationEnv(), torch.rand(3, 2, 28, 28), torch.rand(3, 2, 28, 28) - 0.5
     else:
         env = StyleEnv(load_vgg16("random"), torch.rand(3, 32, 32))
         data, action = torch.rand(3, 3, 32, 32), torch.randn(3, 3, 32, 32)
