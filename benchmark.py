@@ -11,7 +11,8 @@ to the replay buffer, with no updates (train.py's A1.3-A1.8); an update is A1.10
 preset's batch size, with the adversarial term on; it does not depend on the number of
 environments. Each is timed, after a warm-up as long, over five windows and the best is kept (the
 least disturbed by other work on the machine). The share of an update spent sampling the buffer is the
-median, over 21 turns, of one sample's time over that of the update just before it. The windows of 1 and 16 environments take turns, and
+median, over 21 turns, of one sample's time over that of the update just before it; the reward head's share
+(adaptive stopping, E35: its forward, backward and Adam step on one minibatch) is timed the same way. The windows of 1 and 16 environments take turns, and
 "x 1 env" is the median over windows of the ratio of neighbouring windows, so that a slow spell of
 the machine (its speed swings by up to 40 % here) does not favour either. "env steps/s" counts transitions: one
 batched step of 16 environments is 16 environment steps. The style rows use a randomly initialised
@@ -278,6 +279,15 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
             env.unpack(buffer.sample(args.batch_size, sample_rng))
         return 1
 
+    def one_head_update() -> int:  # the reward head's share of an update (E35, adaptive stopping), on one minibatch
+        from losses import reward_head_loss
+
+        loss = reward_head_loss(modules["reward_head"](batch["state"], batch["plan"]), batch["reward"])
+        modules["reward_head_opt"].zero_grad()
+        loss.backward()
+        modules["reward_head_opt"].step()
+        return 1
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     collection = window_rates({n: lambda n=n: collect_episode(n) for n in envs}, seconds * len(envs), sync)
@@ -285,12 +295,15 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
     speedup = {n: statistics.median(a / b for a, b in zip(collection[n], collection[envs[0]])) for n in envs}
     update_rate = max(window_rates({"update": one_update}, seconds, sync)["update"])
     sample_share, sample_seconds = paired_share(one_sample, one_update, sync)
+    batch = env.unpack(buffer.sample(args.batch_size, sample_rng))
+    head_share, head_seconds = paired_share(one_head_update, one_update, sync)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     return [{"task": task_name, "device": device.type, "amp": amp, "channels_last": channels_last,
              "envs": n, "image": args.image_size, "batch": args.batch_size, "env steps/s": round(env_steps[n], 1),
              "x 1 env": round(speedup[n], 2), "updates/s": round(update_rate, 2),
              "sample ms": round(1000 * sample_seconds, 2), "sample % of update": round(100 * sample_share, 2),
+             "head ms": round(1000 * head_seconds, 2), "head % of update": round(100 * head_share, 2),
              "host copies": copies.count, "peak memory MiB": round(peak / 2 ** 20),
              "buffer bytes/transition": buffer.bytes_per_transition()} for n in envs]
 
@@ -308,6 +321,7 @@ def throughput_table(tasks: list[str], envs: list[int], device: str, seconds: fl
 
 
 THROUGHPUT_COLUMNS = ["task", "envs", "image", "batch", "env steps/s", "x 1 env", "updates/s", "sample % of update",
+                      "head % of update",
                       "host copies", "peak memory MiB", "buffer bytes/transition"]
 
 
@@ -357,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="throughput: steps and updates a second; memory: replay buffer at paper scale; "
                              "sizes: parameters and FLOPs against pix2pix")
     parser.add_argument("--tasks", nargs="+", default=["style", "inpaint", "photo", "digits"],
-                        choices=["style", "video", "inpaint", "photo", "digits"])
+                        choices=["style", "video", "inpaint", "photo", "digits", "register"])
     parser.add_argument("--envs", nargs="+", type=int, default=[1, 16], help="numbers of environments to run")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seconds", type=float, default=6.0, help="time per measurement (five windows)")

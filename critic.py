@@ -9,7 +9,8 @@ A spatial plan (1, h, w) joins the state's conv features by channel concatenatio
 resolution h x w; a vector plan (P,) joins after the conv stack. Either way Q is one scalar
 per sample, for any batch size (the authors' style critic was a per-pixel map, valid for batch 1).
 
-Code name -> paper symbol:  Critic.q1, Critic.q2 -> Q_theta1, Q_theta2;  target -> Q_theta-bar.
+Code name -> paper symbol:  Critic.q1, Critic.q2 -> Q_theta1, Q_theta2;  target -> Q_theta-bar;
+RewardHead -> r-hat_eta (ours, adaptive stopping, not in the paper).
 """
 from __future__ import annotations
 
@@ -79,3 +80,17 @@ def target_copy(critic: Critic) -> Critic:
     target.eval()
     target.requires_grad_(False)
     return target
+
+
+class RewardHead(nn.Module):
+    """Adaptive stopping (ours, README E35, E36): r-hat_eta(s_t, p_t), the reward of the step from s_t with
+    plan p_t, predicted from state and plan: one small Q-network (width 8) regressed on the rewards stored
+    in D. It is not a critic (no bootstrap, no discount) and shares no gradient with planner, actor or
+    critics. At inference it tells whether another step is worth taking, without the target."""
+
+    def __init__(self, state_channels: int, image_size: int, plan_shape: tuple[int, ...], width: int = 8) -> None:
+        super().__init__()
+        self.net = QNetwork(state_channels, image_size, plan_shape, width, max_width=8 * width)
+
+    def forward(self, state: torch.Tensor, plan: torch.Tensor) -> torch.Tensor:
+        return self.net(state, plan)                      # (B,)

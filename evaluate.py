@@ -11,6 +11,8 @@
     python evaluate.py --checkpoint runs/video-seed1 --video Sintel/training/final/alley_1 --steps 1 5
     python evaluate.py --checkpoint runs/register-seed1 --baseline runs/register-onestep --steps 1 5 10
     python evaluate.py --checkpoint runs/register-oasis --pair OASIS/OASIS_OAS1_0002_MR1 OASIS/OASIS_OAS1_0001_MR1
+    python evaluate.py --checkpoint runs/inpaint-seed1 --stop adaptive --max-steps 5   # each image stops by itself
+    python evaluate.py --checkpoint runs/style-seed1 --stop style-loss 1e-4 --max-steps 4
 
 Inference (Algorithm 1, last lines): s_0 from x, then p_t = mean of pi(. | s_t), a_t = mu(s_t, p_t),
 s_t+1 = T(s_t, a_t); every intermediate state is a usable output.
@@ -37,14 +39,19 @@ from video import read_clip, save_gif
 
 @torch.no_grad()
 def rollout(planner: torch.nn.Module, actor: torch.nn.Module, env, source: torch.Tensor, steps: int,
-            frame_memory: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
+            frame_memory: list[torch.Tensor | None] | None = None, reward_head: torch.nn.Module | None = None,
+            predicted: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """States s_0 ... s_steps with the plan mean (no exploration): a list of (N, C, H, W). Video networks also
-    take `frame_memory`, the actor's frame-wise memory of each step index, which is read and replaced."""
+    take `frame_memory`, the actor's frame-wise memory of each step index, which is read and replaced. With
+    `reward_head`, r-hat(s_t, p_t) of every step is appended to `predicted` (adaptive stopping, E36)."""
     planner.eval(), actor.eval()
     states = [env.reset(source)]
     for k in range(steps):
         extras = env.extras()
         dist, features = planner(states[-1], *memory(extras))
+        if reward_head is not None:
+            reward_head.eval()
+            predicted.append(reward_head(states[-1], dist.mean))  # the reward expected from this step, (N,)
         if frame_memory is None:
             action = actor(dist.mean, features)  # E1 at inference: p_t = m_psi(s_t)
         else:
@@ -328,13 +335,64 @@ EVALUATE = {"style": evaluate_style, "video": evaluate_style, "inpaint": evaluat
 EVAL_IMAGES = {"style": 4, "video": 4, "inpaint": None, "photo": None, "digits": 500, "register": None}  # held-out images by default (None: all)
 
 
-def print_table(table: list[dict], path: str = "") -> None:
-    """Print the per-step table; with `path`, also write it as CSV."""
+def metric_per_image(task_name: str, task: dict, images: torch.Tensor, states: list[torch.Tensor]
+                     ) -> tuple[str, bool, torch.Tensor]:
+    """Each task's headline metric of every state of a rollout, per image: (name, higher is better, values
+    (K + 1, N)). Style and video: the style loss; inpainting: PSNR on the hole; photo: PSNR; digits: E27's
+    Dice; registration: Dice on the true labels (of the held-out pairs just drawn by `fixed`)."""
+    from env import INK
+    from losses import dice, mean_dice, warp_labels
+
+    env = task["env"]
+    if task_name in ("style", "video"):
+        return "style loss", False, torch.stack([env.metrics(s, states[0])["style_loss"] for s in states])
+    if task_name == "inpaint":
+        hole = (..., *env.hole)
+        return "PSNR hole", True, torch.stack([psnr(2 * env.to_image(s)[hole] - 1, 2 * images[hole] - 1) for s in states])
+    if task_name == "photo":
+        return "PSNR", True, torch.stack([psnr(2 * env.to_image(s) - 1, 2 * images[:, 3:] - 1) for s in states])
+    if task_name == "digits":
+        return "Dice", True, torch.stack([dice(s[:, 1:] > INK, images[:, :1] > INK) for s in states])
+    truth = task["test_data"].truth
+    fixed_labels, moving_labels = truth["fixed_labels"].to(images.device), truth["moving_labels"].to(images.device)
+    return "Dice", True, torch.stack([mean_dice(warp_labels(moving_labels, field), fixed_labels) for field in env.fields])
+
+
+def evaluate_stopping(task_name: str, task: dict, images: torch.Tensor, max_steps: int, rule: str,
+                      threshold: float, out: str) -> tuple[list[dict], str]:
+    """--stop: a rollout of max_steps steps, each image's stop by the rule (E36, or the style-loss threshold),
+    and the table against the best fixed k, the oracle and always max_steps; writes stop_eval.csv,
+    stop_per_image.csv and stop_hist.png. Returns the table and a line on the rule's predictions."""
+    from stopping import adaptive_stop, agreement, stop_histogram, stopping_table, threshold_stop
+
+    predicted: list[torch.Tensor] = []
+    head = task["reward_head"] if rule == "adaptive" else None
+    states = rollout(task["planner"], task["actor"], task["env"], images, max_steps, reward_head=head, predicted=predicted)
+    metric, higher, values = metric_per_image(task_name, task, images, states)
+    if rule == "adaptive":
+        predicted = torch.stack(predicted)                                    # (K, N)
+        stop, name = adaptive_stop(predicted, max_steps), "adaptive (reward head, E36)"
+        note = (f"the head's expected gain has the sign of the real change of {metric} in "
+                f"{100 * agreement(predicted, values, higher):.0f} % of steps 2 ... {max_steps}")
+    else:
+        stop, name = threshold_stop(values, threshold, max_steps), f"style loss < {threshold:g}"
+        note = f"{int((values[1:max_steps + 1] < threshold).any(0).sum())} of {len(stop)} images reach a style loss below {threshold:g}"
+    table, per_image = stopping_table(values, stop, higher, metric, name)
+    print_table(table, os.path.join(out, "stop_eval.csv"), quiet=True)
+    print_table(per_image, os.path.join(out, "stop_per_image.csv"), quiet=True)
+    oracle = torch.tensor([r["oracle step"] for r in per_image])
+    stop_histogram(stop, oracle, max_steps, os.path.join(out, "stop_hist.png"), f"{task_name}: {name} vs oracle")
+    return table, note
+
+
+def print_table(table: list[dict], path: str = "", quiet: bool = False) -> None:
+    """Print the per-step table (not with `quiet`); with `path`, also write it as CSV."""
     keys = list(table[0])
     widths = [max(12, len(k), *(len(r[k]) for r in table if isinstance(r[k], str))) for k in keys]
-    print(" ".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
-    for r in table:
-        print(" ".join(f"{r[k]:>{w}}" if isinstance(r[k], (int, str)) else f"{r[k]:>{w}.4g}" for k, w in zip(keys, widths)))
+    if not quiet:
+        print(" ".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
+        for r in table:
+            print(" ".join(f"{r[k]:>{w}}" if isinstance(r[k], (int, str)) else f"{r[k]:>{w}.4g}" for k, w in zip(keys, widths)))
     if path:
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, keys)
@@ -458,6 +516,10 @@ def load_networks(task: dict, state: dict, path: str, image_size: int) -> None:
     try:
         task["planner"].load_state_dict(state["planner"])
         task["actor"].load_state_dict(state["actor"])
+        if "reward_head" in state:  # checkpoints written before adaptive stopping have none
+            task["reward_head"].load_state_dict(state["reward_head"])
+        else:
+            task["reward_head"] = None
     except RuntimeError:
         raise DataError(f"{path}: its networks do not fit --image-size {image_size} "
                         f"(trained at {state['args']['image_size']})") from None
@@ -486,7 +548,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="print mean and spread over seeds of finished run folders, and exit")
     parser.add_argument("--planner-weights", default="", help="style planner file in the authors' released format")
     parser.add_argument("--actor-weights", default="", help="style actor file in the authors' released format")
-    parser.add_argument("--steps", type=int, nargs="+", default=[1, 5, 10], help="steps k to show [1 5 10]")
+    parser.add_argument("--steps", type=int, nargs="+", default=None, help="steps k to show [1 5 10]")
+    parser.add_argument("--stop", nargs="+", default=None, metavar="RULE",
+                        help="let each image stop by itself instead of --steps: 'adaptive' (the reward head: stop when "
+                             "no gain is expected from another step, E36) or 'style-loss X' (style, video: stop when the "
+                             "style loss is below X); prints the table against the best fixed k and the oracle")
+    parser.add_argument("--max-steps", type=int, default=0, help="--stop: the most steps an image may take [the run's --test-steps]")
     parser.add_argument("--num-images", type=int, default=0, help="held-out images [style: 4, others: all]")
     parser.add_argument("--out", default="", help="output folder [the checkpoint's folder, or eval/]")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -513,6 +580,28 @@ def main(argv: list[str] | None = None) -> None:
     if opts.baseline and (opts.video or opts.image or not opts.checkpoint):
         parser.error("--baseline compares two checkpoints on the held-out images (not with --image, --video or "
                      "released weights)")
+    if opts.stop:
+        rule = opts.stop[0]
+        if rule not in ("adaptive", "style-loss") or len(opts.stop) != (1 if rule == "adaptive" else 2):
+            parser.error(f"--stop {' '.join(opts.stop)}: give 'adaptive' or 'style-loss X'")
+        threshold = 0.0
+        if rule == "style-loss":
+            try:
+                threshold = float(opts.stop[1])
+            except ValueError:
+                parser.error(f"--stop style-loss {opts.stop[1]}: the threshold must be a number")
+            if not threshold >= 0:
+                parser.error(f"--stop style-loss {opts.stop[1]}: the threshold must not be negative")
+        if opts.steps is not None:
+            parser.error("--stop decides each image's steps: give --max-steps, not --steps")
+        if opts.image or opts.video or opts.pair or opts.baseline or not opts.checkpoint:
+            parser.error("--stop works on the held-out images of one checkpoint (not with --image, --video, --pair, "
+                         "--baseline or released weights)")
+    elif opts.max_steps:
+        parser.error("--max-steps goes with --stop; fixed steps are --steps")
+    if opts.max_steps < 0:
+        parser.error("--max-steps must be positive")
+    opts.steps = opts.steps or [1, 5, 10]
     if min(opts.steps) < 1 or opts.num_images < 0:
         parser.error("--steps must be positive and --num-images not negative")
     if opts.image_size and (opts.image_size < 16 or opts.image_size % 4):
@@ -534,6 +623,9 @@ def main(argv: list[str] | None = None) -> None:
                 raise DataError(f"--video is for --task style or video, not --task {args.task}")
             if opts.pair and args.task != "register":
                 raise DataError(f"--pair registers two subject folders: it is for --task register, not --task {args.task}")
+            if opts.stop and opts.stop[0] == "style-loss" and args.task not in ("style", "video"):
+                raise DataError(f"--stop style-loss is for --task style or video, not --task {args.task}; "
+                                "use --stop adaptive")
         else:
             state, args = None, Args(task="style", image_size=256)
         for name in ("content_dir", "style_image", "vgg", "data_root", "direction"):
@@ -569,6 +661,18 @@ def main(argv: list[str] | None = None) -> None:
             print(f"wrote {out}/video/, {', '.join(files)} and video_eval.csv")
             return
         test, steps = task["test_data"], sorted(set(opts.steps))
+        if opts.stop:
+            if opts.stop[0] == "adaptive" and task["reward_head"] is None:
+                raise DataError(f"{opts.checkpoint}: no reward head in it (written before adaptive stopping); train "
+                                "the run again to use --stop adaptive")
+            n = min(opts.num_images or EVAL_IMAGES[args.task] or len(test.sources), len(test.sources))
+            max_steps = opts.max_steps or args.test_steps
+            table, note = evaluate_stopping(args.task, task, test.fixed(n).to(device), max_steps, opts.stop[0],
+                                            threshold, out)
+            print(f"held-out images: {n} at {args.image_size}x{args.image_size}, plan mean, at most {max_steps} steps; {note}")
+            print_table(table)
+            print(f"wrote {out}/stop_eval.csv, stop_per_image.csv and stop_hist.png")
+            return
         if opts.pair:
             from registration import read_pair
 

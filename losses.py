@@ -1,6 +1,7 @@
 """Losses of the Planner-Actor-Critic (README equations E4 to E9) and the task losses: style transfer
 (E12 to E14), face inpainting (E16 to E20), photo translation (E23, E24), the digit transform (E25 to
-E29), video style transfer (E30 to E32) and deformable registration (E33, E34; its J_Aux is E29's).
+E29), video style transfer (E30 to E32), deformable registration (E33, E34; its J_Aux is E29's) and the
+reward head of adaptive stopping (E35, ours).
 
 Every loss is a top-level function of tensors, so a test can call it on hand-built numbers.
 `train.py` calls them in the order of Algorithm 1.
@@ -332,3 +333,9 @@ def end_point_error(field: torch.Tensor, true_field: torch.Tensor, mask: torch.T
     """The mean length of field - true_field (pixels) over the pixels of mask (N, 1, H, W): (N,)."""
     error = (field - true_field).norm(dim=1, keepdim=True) * mask
     return error.flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)
+
+
+# ---------------------------------------------------------------- adaptive stopping (E35, ours)
+def reward_head_loss(predicted: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+    """E35: J(eta) = E_D[(r-hat_eta(s_t, p_t) - r_t)^2], the stored reward r_t of each replayed transition."""
+    return F.mse_loss(predicted, reward)  # E35

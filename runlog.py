@@ -44,7 +44,7 @@ class ProgressLog:
     checkpoint's step (episodes run again after a crash) are dropped first."""
     COLUMNS = ["episode", "step", "transitions", "updates", "seconds", "return", "critic_loss", "q",
                "planner_loss", "temperature_loss", "log_prob", "aux_loss", "content", "style", "tv", "rec", "adv",
-               "ncc", "smooth", "temporal", "disc_loss", "alpha"]
+               "ncc", "smooth", "temporal", "disc_loss", "alpha", "head_loss"]
 
     def __init__(self, path: str, resume_step: int | None = None) -> None:
         self.path = path
@@ -112,6 +112,10 @@ def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, generator
     (step, episode, updates)."""
     state = read_checkpoint(path)
     for k, module in modules.items():
+        if k.startswith("reward_head") and k not in state:  # written before adaptive stopping: the head starts afresh
+            if k == "reward_head":
+                print(f"{path}: no reward head in it (an older checkpoint); the reward head starts untrained")
+            continue
         module.load_state_dict(state[k])  # optimiser states are moved to their parameters' device
     with torch.no_grad():
         log_alpha.copy_(state["log_alpha"])

@@ -11,7 +11,7 @@ import os
 import torch
 
 from actor import ConvActor, StyleActor, VideoActor
-from critic import Critic
+from critic import Critic, RewardHead
 from data import (ContentImages, DigitPairs, FaceImages, PairedImages, load_style_image, make_edges2photo)
 from discriminator import Discriminator
 from env import InpaintEnv, PhotoEnv, RegistrationEnv, StyleEnv, VideoEnv
@@ -139,4 +139,7 @@ def build(args, device: torch.device) -> dict:
     task["planner"], task["actor"] = task["planner"].to(device), task["actor"].to(device)
     task["plan_shape"] = task["planner"].plan_shape(size)
     task["critic"] = Critic(STATE_CHANNELS[args.task], size, task["plan_shape"]).to(device) if args.rl == "on" else None
+    with torch.random.fork_rng(devices=[]):  # its own seed: every other network's numbers stay as they were without it
+        torch.manual_seed(args.seed + 1)
+        task["reward_head"] = RewardHead(STATE_CHANNELS[args.task], size, task["plan_shape"]).to(device)  # E35, E36
     return task

@@ -37,7 +37,7 @@ from buffer import ReplayBuffer, ReplayMemoryError
 from critic import target_copy
 from data import DataError
 from env import memory
-from losses import (critic_loss, discriminator_loss, planner_loss, soft_bellman_target, soft_update,
+from losses import (critic_loss, discriminator_loss, planner_loss, reward_head_loss, soft_bellman_target, soft_update,
                     temperature_loss)
 from runlog import (CheckpointError, NonFiniteLoss, ProgressLog, check_finite, load_checkpoint, print_config,
                     read_checkpoint, resume_path, save_checkpoint)
@@ -74,6 +74,7 @@ class Args:
     tau: float = field(default=0.005, metadata={"help": "soft target rate (paper: 0.005)"})
     lr: float = field(default=1e-4, metadata={"help": "planner and actor learning rate (paper: 1e-4 for style)"})
     critic_lr: float = field(default=1e-5, metadata={"help": "critic learning rate (paper: 1e-5 for style)"})
+    head_lr: float = field(default=1e-3, metadata={"help": "learning rate of the reward head of adaptive stopping (ours, E35)"})
     alpha_lr: float = field(default=1e-4, metadata={"help": "temperature learning rate"})
     beta1: float = field(default=0.9, metadata={"help": "Adam beta1 of every optimiser (face code: 0.5)"})
     beta2: float = field(default=0.999, metadata={"help": "Adam beta2 of every optimiser (face code: 0.9)"})
@@ -226,6 +227,9 @@ def initialise(args: Args, task: dict, device: torch.device) -> tuple[dict, torc
         modules.update(critic=critic, critic_target=target_copy(critic),                # E8, hard copy at start
                        critic_opt=torch.optim.Adam(critic.parameters(), args.critic_lr, betas),  # J_Q(theta)
                        alpha_opt=torch.optim.Adam([log_alpha], args.alpha_lr, betas))          # J(alpha)
+    if task.get("reward_head") is not None:  # adaptive stopping (ours): r-hat_eta, E35
+        modules.update(reward_head=task["reward_head"],
+                       reward_head_opt=torch.optim.Adam(task["reward_head"].parameters(), args.head_lr, betas))
     if "discriminator" in task:
         modules.update(discriminator=task["discriminator"],                             # D_omega: J_D
                        discriminator_opt=torch.optim.Adam(task["discriminator"].parameters(), args.disc_lr, betas))
@@ -344,7 +348,8 @@ def train(args: Args) -> tuple[str, dict]:
 def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: torch.Tensor,
            target_entropy: float, updates: int, rng: torch.Generator, gan_on: bool) -> dict[str, torch.Tensor]:
     """A1.10 to A1.12: one update of critics, (every second time) temperature and planner, then
-    (GAN tasks) the discriminator, then J_Aux. With --rl off only the last two."""
+    (GAN tasks) the discriminator, then J_Aux. With --rl off only the last two. Then the reward head of
+    adaptive stopping (E35, ours)."""
     planner, actor, env = m["planner"], m["actor"], task["env"]
     batch = env.unpack(buffer.sample(args.batch_size, rng))          # A1.10: minibatch from D, states rebuilt
     amp = functools.partial(autocast, args, batch["state"].device)  # wraps forward passes only, as autocast asks
@@ -373,6 +378,16 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
     m["actor_opt"].step()
     out["aux_loss"] = loss_aux.detach()
     out.update(parts)
+
+    # Adaptive stopping (ours, not in Algorithm 1): the reward head by E35 on the same minibatch, its own
+    # loss and optimiser; states and plans come from D, so nothing flows back into planner, actor or critics
+    if "reward_head" in m:
+        with amp():
+            loss_head = reward_head_loss(m["reward_head"](batch["state"], batch["plan"]), batch["reward"])  # E35
+        m["reward_head_opt"].zero_grad()
+        loss_head.backward()
+        m["reward_head_opt"].step()
+        out["head_loss"] = loss_head.detach()
     return out
 
 

@@ -119,6 +119,7 @@ def test_benchmark_smoke_mode(tmp_path):
         assert float(r["env steps/s"]) > 0 and float(r["updates/s"]) > 0
         assert int(r["host copies"]) == 0                 # nothing in the loop goes to the host or NumPy
         assert float(r["sample % of update"]) < 10
+        assert 0 < float(r["head % of update"]) < 50      # the reward head of adaptive stopping: a small share
     result = run_script("benchmark.py", "memory")
     assert result.returncode == 0, result.stderr[-2000:]
     inpaint = next(line for line in result.stdout.splitlines() if line.startswith("| inpaint"))

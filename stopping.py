@@ -1,0 +1,95 @@
+"""Adaptive stopping (ours; the paper's named future work): how many steps each image gets (README E35, E36).
+
+Training already stores every transition's reward r_t in D. A small reward head r-hat_eta(s_t, p_t)
+(`critic.RewardHead`) learns to predict it from the state and the plan (E35, `losses.reward_head_loss`,
+trained in `train.update` on the critic's minibatch, with its own optimiser and no gradient to anything
+else). Every task's reward is the quality of the state a step reaches (PSNR, Dice, minus the style loss),
+so r-hat(s_t, p_t) - r-hat(s_t-1, p_t-1) is the gain the agent expects from taking step t + 1 after step t.
+
+E36: after step t >= 1, stop when r-hat(s_t, p_t) <= r-hat(s_t-1, p_t-1) (no gain expected), else go on,
+     up to `max_steps`. Step 1 is always taken; nothing here needs the target image.
+
+Style transfer has no target but its metric needs none either: `threshold_stop` stops when the style loss,
+computed after each step, falls below a degree the user asks for (`--stop style-loss X`).
+
+The measurement (`stopping_table`): the metric at each image's stop against the best single fixed k on the
+same images, the oracle (each image's own best step, which needs the target) and always `max_steps`.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def adaptive_stop(predicted: torch.Tensor, max_steps: int) -> torch.Tensor:
+    """E36 on the reward head's predictions (K, N), K >= max_steps, predicted[t] = r-hat(s_t, p_t): the step
+    each image stops at, (N,), int64 in 1 ... max_steps: the first t >= 1 with predicted[t] <= predicted[t-1]."""
+    if max_steps < 1 or len(predicted) < max_steps:
+        raise ValueError(f"max_steps {max_steps}: needs 1 <= max_steps <= {len(predicted)} predictions")
+    stop = torch.full(predicted.shape[1:], max_steps, dtype=torch.long, device=predicted.device)
+    for t in range(max_steps - 1, 0, -1):  # from the last to the first: the first non-improving step wins
+        stop = torch.where(predicted[t] <= predicted[t - 1], t, stop)  # E36
+    return stop
+
+
+def threshold_stop(values: torch.Tensor, threshold: float, max_steps: int) -> torch.Tensor:
+    """`--stop style-loss X`: values (K + 1, N) of a loss at steps 0 ... K -> the first step t >= 1 whose
+    value is below `threshold`, else max_steps: (N,), int64."""
+    if threshold < 0:
+        raise ValueError(f"threshold {threshold}: must not be negative")
+    stop = torch.full(values.shape[1:], max_steps, dtype=torch.long, device=values.device)
+    for t in range(max_steps - 1, 0, -1):
+        stop = torch.where(values[t] < threshold, t, stop)
+    return stop
+
+
+def agreement(predicted: torch.Tensor, values: torch.Tensor, higher_is_better: bool) -> float:
+    """How often the head's expected gain of step t + 1 (predicted[t] - predicted[t-1], t >= 1) has the sign
+    of the metric's real change from s_t to s_t+1: a share in [0, 1] over steps and images."""
+    sign = 1 if higher_is_better else -1
+    expected = predicted[1:] - predicted[:-1]                           # (K - 1, N), for steps 2 ... K
+    real = sign * (values[2:len(predicted) + 1] - values[1:len(predicted)])
+    return ((expected > 0) == (real > 0)).float().mean().item()
+
+
+def stopping_table(values: torch.Tensor, stop: torch.Tensor, higher_is_better: bool, metric: str,
+                   rule: str) -> tuple[list[dict], list[dict]]:
+    """values (K + 1, N): each image's metric at steps 0 ... K; stop (N,): the rule's step for each image.
+    Returns the table (identity, the rule, best fixed k, oracle, always K: metric mean and spread, steps
+    mean and spread) and one row per image (its stop, oracle step, metric at both)."""
+    sign = 1 if higher_is_better else -1
+    k_max, index = len(values) - 1, torch.arange(values.shape[1], device=values.device)
+    per_k = values[1:].mean(1)                                          # (K,): the metric of each fixed k
+    best_k = int((sign * per_k).argmax()) + 1
+    oracle = (sign * values[1:]).argmax(0) + 1                          # (N,): each image's best step
+    chosen = {"identity (step 0)": torch.zeros_like(stop), rule: stop, f"best fixed k = {best_k}": torch.full_like(stop, best_k),
+              "oracle (each image's best k)": oracle, f"always k = {k_max}": torch.full_like(stop, k_max)}
+    table = []
+    for name, steps in chosen.items():
+        at = values[steps, index]
+        table.append({"rule": name, metric: at.mean().item(), f"{metric} std": at.std().item() if len(at) > 1 else 0.0,
+                      "steps": steps.float().mean().item(), "steps std": steps.float().std().item() if len(at) > 1 else 0.0})
+    images = [{"image": i, "stop": int(stop[i]), "oracle step": int(oracle[i]), f"{metric} at stop": values[stop[i], i].item(),
+               f"{metric} at oracle": values[oracle[i], i].item(), f"{metric} at k = {k_max}": values[k_max, i].item()}
+              for i in range(values.shape[1])]
+    return table, images
+
+
+def stop_histogram(stop: torch.Tensor, oracle: torch.Tensor, max_steps: int, path: str, title: str) -> None:
+    """Bars of how many images stop at each step, the rule's next to the oracle's: a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = torch.arange(1, max_steps + 1)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * max_steps + 2), 2.8))
+    for offset, (label, s) in zip((-0.2, 0.2), (("rule", stop), ("oracle", oracle))):
+        counts = torch.stack([(s.cpu() == k).sum() for k in steps])
+        ax.bar(steps.numpy() + offset, counts.numpy(), width=0.4, label=label)
+    ax.set_xlabel("step the image stops at")
+    ax.set_ylabel("images")
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks(steps.numpy())
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
