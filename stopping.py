@@ -81,7 +81,7 @@ def stop_histogram(stop: torch.Tensor, oracle: torch.Tensor, max_steps: int, pat
     import matplotlib.pyplot as plt
 
     steps = torch.arange(1, max_steps + 1)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * max_steps + 2), 2.8))
+    fig, ax = plt.subplots(figsize=(min(9.0, max(4.0, 0.3 * max_steps + 2)), 2.8))
     for offset, (label, s) in zip((-0.2, 0.2), (("rule", stop), ("oracle", oracle))):
         counts = torch.stack([(s.cpu() == k).sum() for k in steps])
         ax.bar(steps.numpy() + offset, counts.numpy(), width=0.4, label=label)

@@ -13,7 +13,8 @@ NOTEBOOKS = sorted(f for f in os.listdir(os.path.join(ROOT, "notebooks")) if f.e
 def test_there_are_notebooks():
     assert {"01_core_equations.ipynb", "02_style_transfer.ipynb", "03_inpainting.ipynb",
             "04_photo_translation.ipynb", "05_digit_transform.ipynb",
-            "06_video_style_transfer.ipynb", "07_registration.ipynb"} <= set(NOTEBOOKS)
+            "06_video_style_transfer.ipynb", "07_registration.ipynb",
+            "08_adaptive_stopping.ipynb"} <= set(NOTEBOOKS)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
