@@ -45,12 +45,13 @@ def rollout(planner: torch.nn.Module, actor: torch.nn.Module, env, source: torch
     take `frame_memory`, the actor's frame-wise memory of each step index, which is read and replaced. With
     `reward_head`, r-hat(s_t, p_t) of every step is appended to `predicted` (adaptive stopping, E36)."""
     planner.eval(), actor.eval()
+    if reward_head is not None:
+        reward_head.eval()
     states = [env.reset(source)]
     for k in range(steps):
         extras = env.extras()
         dist, features = planner(states[-1], *memory(extras))
         if reward_head is not None:
-            reward_head.eval()
             predicted.append(reward_head(states[-1], dist.mean))  # the reward expected from this step, (N,)
         if frame_memory is None:
             action = actor(dist.mean, features)  # E1 at inference: p_t = m_psi(s_t)
@@ -60,6 +61,8 @@ def rollout(planner: torch.nn.Module, actor: torch.nn.Module, env, source: torch
             env.memory = features[-1]
         states.append(env.step(action)[0])
     planner.train(), actor.train()
+    if reward_head is not None:
+        reward_head.train()
     return states
 
 

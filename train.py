@@ -159,9 +159,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
             parser.error(f"--{name.replace('_', '-')} {getattr(args, name)} is larger than --buffer-size {args.buffer_size}")
     if args.image_size < 16:
         parser.error(f"--image-size {args.image_size}: must be at least 16")
-    if args.task in ("style", "video") and args.image_size % 4:
-        parser.error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
-    if args.task == "register" and args.image_size % 4:
+    if args.task in ("style", "video", "register") and args.image_size % 4:
         parser.error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
     if args.task == "register" and args.pair_mode not in ("atlas", "subject"):
         parser.error(f"--pair-mode {args.pair_mode}: --task register pairs are atlas or subject")
