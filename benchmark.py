@@ -99,7 +99,7 @@ def count_flops(fn, *inputs: torch.Tensor) -> int:
 def agent_size(task: str, image_size: int, plan_dim: int = 256, width: int = 32) -> tuple[int, int]:
     """(parameters, FLOPs of one step) of the task's planner + actor for one image."""
     from tasks import STATE_CHANNELS, networks
-    from train import Args
+    from config import Args
 
     planner, actor = networks(Args(task=task, image_size=image_size, plan_dim=plan_dim, width=width))
     planner.eval(), actor.eval()
@@ -338,7 +338,7 @@ def memory_table() -> list[dict]:
     from buffer import transition_bytes
     from env import InpaintEnv, PhotoEnv, RegistrationEnv, StyleEnv
     from tasks import PRESETS, STATE_CHANNELS, networks
-    from train import Args
+    from config import Args
     from vgg import load_vgg16
 
     rows = []

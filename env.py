@@ -21,7 +21,7 @@ pack() keeps no second copy of what can be rebuilt: a face-inpainting state is t
 with the hole's content pasted in, so the buffer stores the face once and the two holes (of s_t and
 s_t+1), not two whole states; photo translation stores the source once, not in both states. With
 8-bit image storage that is 69 KB a transition at 128 x 128, against the 393 KB of the authors' two
-float32 states (README, "Speed, memory and faults").
+float32 states (docs/speed-and-faults.md).
 """
 from __future__ import annotations
 
@@ -209,7 +209,7 @@ class InpaintEnv:
          (not cumulative: always into the original masked image).
     E16: r_t = PSNR(a_t, y_centre) + bonus * d_t, d_t = [PSNR > success_psnr], times `reward_scale`
          (1 in the paper; the presets use 0.01 so that Q, and the planner's gradient from it, stay
-         near the size of J_Aux's: see README, differences).
+         near the size of J_Aux's: see docs/differences.md).
     """
 
     def __init__(self, image_size: int, rec_weight: float = 1.2, adv_weight: float = 0.001,

@@ -29,10 +29,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from config import Args, Parser, resolve_device
 from data import DataError, load_image
 from env import denormalize, memory
 from losses import psnr, warping_error
 from runlog import CheckpointError, read_checkpoint
+from tasks import PRESETS, build
 from vgg import VGGError
 from video import read_clip, save_gif
 
@@ -444,55 +446,6 @@ def compare(runs: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(csv_path: str, png_path: str) -> None:
-    """Training curves from progress.csv: return, losses, alpha against environment steps."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(csv_path) as f:
-        rows = list(csv.DictReader(f))
-    panels = [("return", "episode return"), ("aux_loss", "auxiliary loss J_Aux"), ("style", "style loss L_ST"),
-              ("content", "content loss L_CO"), ("rec", "reconstruction L1 L_rec"), ("ncc", "local NCC^2"), ("temporal", "temporal term L_CT"), ("disc_loss", "discriminator J_D"),
-              ("critic_loss", "critic loss J_Q"), ("alpha", "temperature alpha")]
-    panels = [(k, t) for k, t in panels if any(r.get(k) for r in rows)][:6]  # the task's curves
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6))
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
-    for ax, (key, title) in zip(axes.flat, panels):
-        points = [(float(r["step"]), float(r[key])) for r in rows if r.get(key)]
-        if points:
-            ax.plot(*zip(*points))
-        ax.set_title(title)
-        ax.set_xlabel("environment step")
-        if key in ("aux_loss", "style", "rec", "critic_loss") and points and min(p[1] for p in points) > 0:
-            ax.set_yscale("log")
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=80)
-    plt.close(fig)
-
-
-def final_report(run: str, args, task: dict) -> None:
-    """After training: evaluation grid and table on held-out images, curves, and where it all is."""
-    device = next(task["planner"].parameters()).device
-    available = len(task["test_data"].sources)
-    images = task["test_data"].fixed(min(EVAL_IMAGES[args.task] or available, available)).to(device)
-    steps = list(range(1, args.test_steps + 1)) if args.test_steps <= 10 else \
-        sorted({1, *range(5, args.test_steps + 1, 5), args.test_steps})
-    table = EVALUATE[args.task](task, images, steps, os.path.join(run, "grid.png"))
-    print(f"held-out evaluation, {images.shape[0]} images, plan mean:")
-    print_table(table, os.path.join(run, "eval.csv"))
-    plot_curves(os.path.join(run, "progress.csv"), os.path.join(run, "curves.png"))
-    written = "eval.csv, grid.png and curves.png"
-    if args.task == "video":  # the built-in clip, whose motion is known exactly
-        frames, flows, valid, names = read_clip("builtin", args.image_size)
-        table, _ = evaluate_video(task, frames, flows, valid, steps, run, names)
-        print(f"built-in clip, {len(frames)} frames, plan mean (temporal error: E32, on [0, 1] RGB):")
-        print_table(table, os.path.join(run, "video_eval.csv"))
-        written = "eval.csv, grid.png, curves.png, video_eval.csv, video_strip.png, video_step*.gif and video/"
-    print(f"done: {run}/ holds config.json, split.json, progress.csv, checkpoint.pt, {written}")
-
-
 def load_released_weights(module: torch.nn.Module, path: str) -> None:
     """Load a planner or actor file in the authors' released format (METHOD.md 5.3 names)."""
     if not os.path.isfile(path):
@@ -529,9 +482,6 @@ def load_networks(task: dict, state: dict, path: str, image_size: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from tasks import PRESETS, build
-    from train import Args, Parser, resolve_device
-
     parser = Parser(description="Evaluate an RL-I2IT agent step by step.")
     parser.add_argument("--task", default=None, choices=list(PRESETS), help="task (default: the checkpoint's)")
     parser.add_argument("--checkpoint", default="", help="checkpoint.pt written by train.py, or its run folder")

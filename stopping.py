@@ -76,12 +76,11 @@ def stopping_table(values: torch.Tensor, stop: torch.Tensor, higher_is_better: b
 
 def stop_histogram(stop: torch.Tensor, oracle: torch.Tensor, max_steps: int, path: str, title: str) -> None:
     """Bars of how many images stop at each step, the rule's next to the oracle's: a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's inline figures keep their backend
 
     steps = torch.arange(1, max_steps + 1)
-    fig, ax = plt.subplots(figsize=(min(9.0, max(4.0, 0.3 * max_steps + 2)), 2.8))
+    fig = Figure(figsize=(min(9.0, max(4.0, 0.3 * max_steps + 2)), 2.8))
+    ax = fig.subplots()
     for offset, (label, s) in zip((-0.2, 0.2), (("rule", stop), ("oracle", oracle))):
         counts = torch.stack([(s.cpu() == k).sum() for k in steps])
         ax.bar(steps.numpy() + offset, counts.numpy(), width=0.4, label=label)
@@ -92,4 +91,3 @@ def stop_histogram(stop: torch.Tensor, oracle: torch.Tensor, max_steps: int, pat
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -20,7 +20,7 @@ from registration import RegistrationPairs
 from vgg import load_vgg16
 
 # --task presets: explicit flags override them. "all": the task's paper values on any device; "cpu" is
-# sized for ~10 minutes on 2 cores and departs from the paper where the README's "Differences" list says
+# sized for ~10 minutes on 2 cores and departs from the paper where docs/differences.md says
 # so (its save_every keeps a checkpoint every half minute or so); "cuda" is paper scale.
 PRESETS = {
     "style": {
@@ -29,7 +29,7 @@ PRESETS = {
                     init_log_alpha=-5.0, save_every=20),
         "cuda": dict(image_size=256, num_envs=16, batch_size=8, total_steps=40000, learning_starts=1000),
     },
-    "video": {  # trained on single images like style; the cpu preset is smaller and its zeta lower (README, "Video")
+    "video": {  # trained on single images like style; the cpu preset is smaller and its zeta lower (docs/video-style-transfer.md)
         "cpu": dict(image_size=64, num_envs=4, batch_size=4, total_steps=128, max_episode_steps=4, test_steps=4,
                     lr=2e-3, critic_lr=1e-4, learning_starts=16, buffer_size=3000, kappa=1e4, style_weight=2e3,
                     init_log_alpha=-5.0, save_every=8, temporal_weight=1.0),
@@ -60,7 +60,7 @@ PRESETS = {
         "cuda": dict(num_envs=64, batch_size=64, total_steps=100000, max_episode_steps=100, buffer_size=100000,
                      learning_starts=2000, lr=1e-4, critic_lr=1e-4, alpha_lr=1e-4),
     },
-    "register": {  # the digits' settings, scaled to 48 x 48 images on the CPU (README, "Deformable registration")
+    "register": {  # the digits' settings, scaled to 48 x 48 images on the CPU (docs/registration.md)
         "all": dict(pair_mode="atlas", tv_weight=1.0, reward_scale=0.01, kl_weight=0.01, success_dice=1.0),
         "cpu": dict(image_size=48, max_step=1.0, num_envs=16, batch_size=8, total_steps=500, max_episode_steps=8,
                     test_steps=10, buffer_size=20000, learning_starts=128, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3,

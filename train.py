@@ -13,187 +13,35 @@
     python train.py --task register --data-root neurite-oasis.2d.v1.0   # 2-D OASIS brain slices
 
 The loop below follows Algorithm 1 line by line (comments "A1.n"); what differs between tasks
-(presets, networks, environment, data) is in tasks.py, bookkeeping (logging, checkpoints, the
-printed config) in runlog.py, pictures in evaluate.py. Equation numbers (E1...)
-refer to the table in README.md.
+(presets, networks, environment, data) is in tasks.py, the flags (`Args`) in config.py, bookkeeping
+(logging, checkpoints, the printed config) in runlog.py, the report after training in report.py.
+Equation numbers (E1...) refer to the table in README.md.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import functools
 import os
 import random
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from buffer import ReplayBuffer, ReplayMemoryError
+from config import Args, parse_args, resolve_device
 from critic import target_copy
 from data import DataError
 from env import memory
 from losses import (critic_loss, discriminator_loss, planner_loss, reward_head_loss, soft_bellman_target, soft_update,
                     temperature_loss)
+from report import final_report
 from runlog import (CheckpointError, NonFiniteLoss, ProgressLog, check_finite, load_checkpoint, print_config,
                     read_checkpoint, resume_path, save_checkpoint)
-from tasks import PRESETS, build
+from tasks import build
 from vgg import VGGError
-
-
-@dataclass
-class Args:
-    task: str = field(default="style", metadata={"help": "task to train", "choices": ("style", "video", "inpaint", "photo", "digits",
-                                                                                                    "register")})
-    rl: str = field(default="on", metadata={"help": "on: RL-I2IT; off: the one-step ablation (J_Aux only, T_max 1, no critic)",
-                                            "choices": ("on", "off")})
-    seed: int = field(default=1, metadata={"help": "seeds Python, NumPy and torch"})
-    device: str = field(default="auto", metadata={"help": "auto: CUDA when present", "choices": ("auto", "cpu", "cuda")})
-    deterministic: bool = field(default=True, metadata={"help": "bitwise repeatable runs (torch deterministic algorithms)"})
-    run_dir: str = field(default="runs", metadata={"help": "parent folder of the run folder"})
-    name: str = field(default="", metadata={"help": "run folder name (default: TASK-seedSEED)"})
-    resume: str = field(default="", metadata={"help": "checkpoint file or run folder to continue from"})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar (--no-progress: quiet, e.g. in notebooks)"})
-    amp: bool = field(default=False, metadata={"help": "bfloat16 autocast of the networks' forward passes (for GPUs)"})
-    channels_last: bool = field(default=False, metadata={"help": "channels-last (NHWC) convolutions (for GPUs)"})
-    # Algorithm 1 schedule
-    total_steps: int = field(default=2000, metadata={"help": "environment steps (each steps all --num-envs episodes)"})
-    num_envs: int = field(default=8, metadata={"help": "episodes run at once as one batch (authors: 1)"})
-    max_episode_steps: int = field(default=10, metadata={"help": "T_max, steps per episode (paper: 10 for style)"})
-    test_steps: int = field(default=10, metadata={"help": "steps k at inference (paper: 1, 5, 10 shown)"})
-    buffer_size: int = field(default=3000, metadata={"help": "replay buffer capacity in transitions (paper: 3000 for style)"})
-    batch_size: int = field(default=8, metadata={"help": "minibatch size of every update (authors: 1 for style)"})
-    learning_starts: int = field(default=80, metadata={"help": "transitions collected before the first update (warm-up)"})
-    update_every: int = field(default=1, metadata={"help": "K: environment steps between updates"})
-    planner_every: int = field(default=2, metadata={"help": "critic updates per planner and temperature update"})
-    gamma: float = field(default=0.99, metadata={"help": "discount (paper: 0.99)"})
-    tau: float = field(default=0.005, metadata={"help": "soft target rate (paper: 0.005)"})
-    lr: float = field(default=1e-4, metadata={"help": "planner and actor learning rate (paper: 1e-4 for style)"})
-    critic_lr: float = field(default=1e-5, metadata={"help": "critic learning rate (paper: 1e-5 for style)"})
-    head_lr: float = field(default=1e-3, metadata={"help": "learning rate of the reward head of adaptive stopping (ours, E35)"})
-    alpha_lr: float = field(default=1e-4, metadata={"help": "temperature learning rate"})
-    beta1: float = field(default=0.9, metadata={"help": "Adam beta1 of every optimiser (face code: 0.5)"})
-    beta2: float = field(default=0.999, metadata={"help": "Adam beta2 of every optimiser (face code: 0.9)"})
-    init_log_alpha: float = field(default=-0.3, metadata={"help": "initial log alpha (authors: -0.3)"})
-    target_entropy: float = field(default=float("nan"), metadata={"help": "H_bar (default: -dim(plan))"})
-    kl_weight: float = field(default=0.0, metadata={"help": "beta of E6's optional KL term (SPAC: 0.01; vision tasks: 0)"})
-    image_size: int = field(default=256, metadata={"help": "training image size (paper: 256 for style)"})
-    save_every: int = field(default=50, metadata={"help": "episodes between checkpoints"})
-    save_buffer: bool = field(default=False, metadata={"help": "also save the replay buffer in checkpoints, so that "
-                                                       "--resume continues bitwise as if never stopped (large at paper scale)"})
-    # style transfer
-    content_dir: str = field(default="", metadata={"help": "folder of content images, e.g. MS-COCO (default: built-in photos)"})
-    style_image: str = field(default="", metadata={"help": "style image file (default: built-in 'swirls')"})
-    vgg: str = field(default="auto", metadata={"help": "VGG-16 weights: auto, torchvision, hed or random (tests only)"})
-    vgg_weights: str = field(default="", metadata={"help": "path of torchvision's vgg16-397923af.pth"})
-    kappa: float = field(default=1e6, metadata={"help": "reward scale: r = -kappa * style loss (paper: 1e6)"})
-    style_weight: float = field(default=1e5, metadata={"help": "lambda, style weight of J_Aux (paper: 1e5)"})
-    step_anchor: float = field(default=0.0, metadata={"help": "mu: share of the content term measured against the step's input s_t "
-                                                      "instead of the original content x (paper: 0; E14b)"})
-    tv_weight: float = field(default=1e-7, metadata={"help": "(squared) total-variation weight of J_Aux (style beta: 1e-7; photo: 0.1; "
-                                                     "digits, on the field: 1)"})
-    # video style transfer
-    temporal_weight: float = field(default=100.0, metadata={"help": "zeta, weight of the compound temporal term L_CT of J_Aux "
-                                                            "(authors: 1e2; 0: the video model without it)"})
-    # face inpainting and photo translation
-    data_root: str = field(default="", metadata={"help": "inpaint: folder of faces, e.g. CelebA-HQ; photo: pix2pix aligned "
-                                                        "folder; digits: MNIST idx files; register: 2-D OASIS subject folders "
-                                                        "(default: built-in data)"})
-    plan_dim: int = field(default=256, metadata={"help": "plan size P (paper figure: 256; authors' code: 512)"})
-    width: int = field(default=32, metadata={"help": "base width of planner and actor (paper figure: 32; authors' code: 64)"})
-    rec_weight: float = field(default=1.2, metadata={"help": "weight of the (inpaint: overlap-weighted) L1 in J_Aux (inpaint: 1.2; photo: 1)"})
-    adv_weight: float = field(default=0.001, metadata={"help": "weight of the adversarial term in J_Aux (inpaint: 0.001; photo: 0.02)"})
-    disc_lr: float = field(default=4e-5, metadata={"help": "discriminator learning rate (paper: 4e-5)"})
-    gan_warmup: float = field(default=0.5, metadata={"help": "fraction of the run before the adversarial term starts (authors: 10,000 episodes)"})
-    success_psnr: float = field(default=26.0, metadata={"help": "PSNR above which the episode succeeds: +10 reward, done (inpaint: 26; photo: 30)"})
-    reward_scale: float = field(default=1.0, metadata={"help": "multiplies the PSNR reward (paper: 1; presets: 0.01)"})
-    # photo translation
-    direction: str = field(default="AtoB", metadata={"help": "which half of a pix2pix pair is the source",
-                                                      "choices": ("AtoB", "BtoA")})
-    init: str = field(default="source", metadata={"help": "y_0, the first output: the source (the authors' README) or "
-                                                  "noise (their code)", "choices": ("source", "noise")})
-    # digit transform and registration
-    pair_mode: str = field(default="cross", metadata={"help": "digits: cross-class, same-class or a random affine copy; "
-                                                      "register: atlas-to-subject or subject-to-subject",
-                                                      "choices": ("cross", "same", "affine", "atlas", "subject")})
-    max_step: float = field(default=0.5, metadata={"help": "largest displacement of one step, in pixels (paper: 0.5 for digits)"})
-    success_dice: float = field(default=0.96, metadata={"help": "Dice above which the episode succeeds (digits: 0.96; "
-                                                        "register: 1, never)"})
-    kmeans: int = field(default=3, metadata={"help": "register: k, the classes of the k-means segmentation of the reward"})
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is reported in one line (no usage block): see --help for that."""
-
-    def error(self, message: str) -> None:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
-    """Flags from the Args fields; returns the resolved Args and the flags given explicitly."""
-    parser = Parser(description=__doc__.split("\n")[0])
-    for f in dataclasses.fields(Args):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
-        help_text = f"{f.metadata['help']} [default: {f.default}]"
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
-        else:
-            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, help=help_text,
-                                choices=f.metadata.get("choices"))
-    given = vars(parser.parse_args(argv))
-    if given.get("device") == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    device = resolve_device(given.get("device", "auto"))
-    preset = PRESETS[given.get("task", "style")]
-    args = Args(**{**preset.get("all", {}), **preset[device.type], **given})
-    for name in ("total_steps", "num_envs", "max_episode_steps", "test_steps", "buffer_size", "batch_size",
-                 "update_every", "planner_every", "image_size", "save_every"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("learning_starts", "num_envs"):  # a larger warm-up would never end; more environments
-        if getattr(args, name) > args.buffer_size:  # than slots would write one slot twice in one add
-            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)} is larger than --buffer-size {args.buffer_size}")
-    if args.image_size < 16:
-        parser.error(f"--image-size {args.image_size}: must be at least 16")
-    if args.task in ("style", "video", "register") and args.image_size % 4:
-        parser.error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
-    if args.task == "register" and args.pair_mode not in ("atlas", "subject"):
-        parser.error(f"--pair-mode {args.pair_mode}: --task register pairs are atlas or subject")
-    if args.task == "digits" and args.pair_mode not in ("cross", "same", "affine"):
-        parser.error(f"--pair-mode {args.pair_mode}: --task digits pairs are cross, same or affine")
-    if args.kmeans < 2 or args.max_step <= 0:
-        parser.error("--kmeans must be at least 2 and --max-step positive")
-    if args.task == "digits" and args.image_size != 28:
-        parser.error(f"--image-size {args.image_size}: --task digits works on MNIST's 28 x 28 digits")
-    if args.task in ("inpaint", "photo") and args.image_size & (args.image_size - 1):
-        parser.error(f"--image-size {args.image_size}: must be a power of two for --task {args.task} (32, 64, 128, ...)")
-    if args.temporal_weight < 0:
-        parser.error(f"--temporal-weight {args.temporal_weight}: must not be negative")
-    if not 0 <= args.step_anchor <= 1:
-        parser.error(f"--step-anchor {args.step_anchor}: must be between 0 and 1")
-    if args.rl == "off":
-        if given.get("max_episode_steps", 1) != 1:
-            parser.error("--rl off trains the one-step model: --max-episode-steps must be 1 (or left out)")
-        args.max_episode_steps = 1
-    for name, tasks in (("data_root", ("inpaint", "photo", "digits", "register")), ("content_dir", ("style", "video")),
-                        ("style_image", ("style", "video")), ("step_anchor", ("style", "video")),
-                        ("temporal_weight", ("video",)), ("direction", ("photo",)), ("init", ("photo",)),
-                        ("pair_mode", ("digits", "register")), ("max_step", ("digits", "register")),
-                        ("success_dice", ("digits", "register")), ("kmeans", ("register",))):
-        if name in given and args.task not in tasks:
-            flag = "--" + name.replace("_", "-")
-            parser.error(f"{flag} is for --task {' or '.join(tasks)}, not --task {args.task}")
-    return args, given
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -202,7 +50,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     # Deterministic mode also fills every new tensor with NaN, a debugging aid that took 12-19 % of the CPU
-    # time in our profiles (README, "Speed, memory and faults"); results are bitwise the same without it.
+    # time in our profiles (docs/speed-and-faults.md); results are bitwise the same without it.
     torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.benchmark = not deterministic
 
@@ -443,7 +291,6 @@ def main(argv: list[str] | None = None) -> None:
             saved = read_checkpoint(resume_path(args.resume))["args"]
             args = Args(**{**saved, **given})  # the saved run's settings, with explicit flags on top
         run, task = train(args)
-        from evaluate import final_report
         final_report(run, args, task)
     except (DataError, VGGError, CheckpointError, ReplayMemoryError, NonFiniteLoss) as e:
         sys.exit(f"error: {e}")

@@ -29,7 +29,7 @@ TAPS = {3: "relu1_2", 8: "relu2_2", 15: "relu3_3", 22: "relu4_3"}  # index in `f
 # HED's Caffe input: BGR in [0, 255] minus this mean.
 HED_BGR_MEAN = (104.00699, 116.66877, 122.67892)
 # HED takes 0-255 input, so its activations are tens of times torchvision's (DATA.md). Each tapped
-# layer is divided by its root-mean-square on the built-in photos (measured: see README), so every
+# layer is divided by its root-mean-square on the built-in photos (measured: docs/differences.md, difference 10), so every
 # layer has RMS ~1 and no single layer (relu1_2 by far, unscaled) swamps the Gram loss.
 HED_FEATURE_SCALE = {"relu1_2": 80.6, "relu2_2": 32.7, "relu3_3": 14.8, "relu4_3": 4.25}
 

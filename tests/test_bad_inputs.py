@@ -84,6 +84,10 @@ CASES = [  # case(id, script, arguments, text the one line must hold)
     case("photo bad init", "train.py", [*TINY_PHOTO, "--init", "zeros"], "invalid choice: 'zeros'"),
     case("photo flag with inpaint", "train.py", ["--task", "inpaint", "--direction", "BtoA"],
      "--direction is for --task photo"),
+    case("GAN-task flag with style", "train.py", ["--task", "style", "--plan-dim", "64"],
+     "--plan-dim is for --task inpaint or photo, not --task style"),
+    case("style flag with digits", "train.py", ["--task", "digits", "--style-weight", "10"],
+     "--style-weight is for --task style or video, not --task digits"),
     # digit transform
     case("digits missing folder", "train.py", [*TINY_DIGITS, "--data-root", "{missing}"], "no such folder"),
     case("digits folder without MNIST", "train.py", [*TINY_DIGITS, "--data-root", "{empty}"], "no train-images-idx3-ubyte"),

@@ -1,6 +1,6 @@
 """The authors' released style weights, run through evaluate.py's documented options: the regression test
 of what a trained RL-I2IT style model does step by step (the style loss falls from step 1 to 5 to 10, the
-content stays within a bound measured once, README "Running the authors' released weights").
+content stays within a bound measured once, docs/style-transfer.md, "Running the authors' released weights").
 
 The weights are not part of the project (users do not have them): the test runs when the folder
 ../shared/released sits beside the checkout and is skipped otherwise.
@@ -24,7 +24,7 @@ pytestmark = [
 
 SIZE = "256"  # the photos' short side: the size the weights were trained at (at 128 blue_swirls is not monotone)
 # Content loss at step 10 on avril.jpg (256 x 256 centre crop), measured once: blue_swirls 1.40, maxresdefault
-# 0.42, fire (its own step 10 on sailboat.jpg as the style) 0.73 (README "Running the authors' released
+# 0.42, fire (its own step 10 on sailboat.jpg as the style) 0.73 (docs/style-transfer.md, "Running the authors' released
 # weights"); the bound leaves room for round-off and other VGG weights, not for a different behaviour.
 CONTENT_BOUND = 1.6
 MARGIN = 0.02  # each shown step lowers the style loss by at least 2 %
