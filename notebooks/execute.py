@@ -1,12 +1,13 @@
 """Run every notebook top to bottom and save it with its outputs, so that GitHub shows the figures.
 
-    python notebooks/execute.py                      # all notebooks (about 10 minutes on 2 CPU cores)
+    python notebooks/execute.py                      # all notebooks (9 minutes on 2 CPU cores)
     python notebooks/execute.py 02_style_transfer    # one or more, by name
 
 Each notebook runs in a fresh kernel from the notebooks/ folder. Its PNG figures are re-encoded
-with at most 256 colours (a tenth of matplotlib's size, no visible change at their resolution);
-the metadata `rl_i2it.sources` records a hash of every code cell as it was run, so that
-tests/test_notebooks.py can tell a notebook whose code was edited after its outputs were made.
+with at most 256 colours (0.4 to 0.6 of matplotlib's size on a line plot and a photo grid, with
+little visible change); the metadata `rl_i2it.sources` records a hash of every code cell as it was
+run, so that tests/test_notebooks.py can tell a notebook whose code was edited after its outputs
+were made.
 """
 from __future__ import annotations
 
