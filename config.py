@@ -129,7 +129,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in dataclasses.fields(Args):
         title = group_title(f)
-        group = groups.get(title) or groups.setdefault(title, parser.add_argument_group(title))
+        if title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        group = groups[title]
         flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
         help_text = f"{f.metadata['help']} [default: {f.default}]"
         if kind is bool:

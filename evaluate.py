@@ -224,6 +224,16 @@ def label_overlay(image: torch.Tensor, labels: torch.Tensor, reference: torch.Te
     return torch.where(edge, torch.ones_like(out), out)
 
 
+def true_label_dice(fields: list[torch.Tensor], truth: dict) -> torch.Tensor:
+    """Dice of the moving image's true labels warped by each field Omega_k against the fixed image's, mean over
+    the fixed image's labels but the background (E33's mean_dice): (K + 1, N)."""
+    from losses import mean_dice, warp_labels
+
+    device = fields[0].device
+    fixed_labels, moving_labels = truth["fixed_labels"].to(device), truth["moving_labels"].to(device)
+    return torch.stack([mean_dice(warp_labels(moving_labels, field), fixed_labels) for field in fields])
+
+
 def evaluate_register(task: dict, pairs: torch.Tensor, steps: list[int], grid_path: str, grid_rows: int = 6,
                       truth: dict | None = None) -> list[dict]:
     """Per-step registration metrics over held-out pairs (N, 4, S, S) (fixed, moving, their k-means labels),
@@ -240,10 +250,10 @@ def evaluate_register(task: dict, pairs: torch.Tensor, steps: list[int], grid_pa
     states = rollout(task["planner"], task["actor"], env, pairs, max(steps))
     fixed_labels, moving_labels = truth["fixed_labels"].to(pairs.device), truth["moving_labels"].to(pairs.device)
     kmeans = pairs[:, 2:4].long()
+    dices = true_label_dice(env.fields, truth)
     table = []
     for k in [0, *steps]:
-        field = env.fields[k]                                                  # Omega_k
-        dice = mean_dice(warp_labels(moving_labels, field), fixed_labels)
+        field, dice = env.fields[k], dices[k]                                  # Omega_k
         row = {"step": k, "Dice": dice.mean().item(), "Dice std": dice.std().item(),
                "k-means Dice": mean_dice(warp_labels(kmeans[:, 1:], field, env.classes), kmeans[:, :1],
                                          env.classes).mean().item(),
@@ -340,13 +350,19 @@ EVALUATE = {"style": evaluate_style, "video": evaluate_style, "inpaint": evaluat
 EVAL_IMAGES = {"style": 4, "video": 4, "inpaint": None, "photo": None, "digits": 500, "register": None}  # held-out images by default (None: all)
 
 
+def held_out(task_name: str, test_data, asked: int = 0) -> torch.Tensor:
+    """The first held-out images: `asked` of them, else the task's default number, at most all."""
+    available = len(test_data.sources)
+    return test_data.fixed(min(asked or EVAL_IMAGES[task_name] or available, available))
+
+
 def metric_per_image(task_name: str, task: dict, images: torch.Tensor, states: list[torch.Tensor]
                      ) -> tuple[str, bool, torch.Tensor]:
     """Each task's headline metric of every state of a rollout, per image: (name, higher is better, values
     (K + 1, N)). Style and video: the style loss; inpainting: PSNR on the hole; photo: PSNR; digits: E27's
     Dice; registration: Dice on the true labels (of the held-out pairs just drawn by `fixed`)."""
     from env import INK
-    from losses import dice, mean_dice, warp_labels
+    from losses import dice
 
     env = task["env"]
     if task_name in ("style", "video"):
@@ -358,9 +374,7 @@ def metric_per_image(task_name: str, task: dict, images: torch.Tensor, states: l
         return "PSNR", True, torch.stack([psnr(2 * env.to_image(s) - 1, 2 * images[:, 3:] - 1) for s in states])
     if task_name == "digits":
         return "Dice", True, torch.stack([dice(s[:, 1:] > INK, images[:, :1] > INK) for s in states])
-    truth = task["test_data"].truth
-    fixed_labels, moving_labels = truth["fixed_labels"].to(images.device), truth["moving_labels"].to(images.device)
-    return "Dice", True, torch.stack([mean_dice(warp_labels(moving_labels, field), fixed_labels) for field in env.fields])
+    return "Dice", True, true_label_dice(env.fields, task["test_data"].truth)
 
 
 def evaluate_stopping(task_name: str, task: dict, images: torch.Tensor, max_steps: int, rule: str,
@@ -383,26 +397,29 @@ def evaluate_stopping(task_name: str, task: dict, images: torch.Tensor, max_step
         stop, name = threshold_stop(values, threshold, max_steps), f"style loss < {threshold:g}"
         note = f"{int((values[1:max_steps + 1] < threshold).any(0).sum())} of {len(stop)} images reach a style loss below {threshold:g}"
     table, per_image = stopping_table(values, stop, higher, metric, name)
-    print_table(table, os.path.join(out, "stop_eval.csv"), quiet=True)
-    print_table(per_image, os.path.join(out, "stop_per_image.csv"), quiet=True)
+    write_csv(table, os.path.join(out, "stop_eval.csv"))
+    write_csv(per_image, os.path.join(out, "stop_per_image.csv"))
     oracle = torch.tensor([r["oracle step"] for r in per_image])
     stop_histogram(stop, oracle, max_steps, os.path.join(out, "stop_hist.png"), f"{task_name}: {name} vs oracle")
     return table, note
 
 
-def print_table(table: list[dict], path: str = "", quiet: bool = False) -> None:
-    """Print the per-step table (not with `quiet`); with `path`, also write it as CSV."""
+def print_table(table: list[dict], path: str = "") -> None:
+    """Print the per-step table; with `path`, also write it as CSV."""
     keys = list(table[0])
     widths = [max(12, len(k), *(len(r[k]) for r in table if isinstance(r[k], str))) for k in keys]
-    if not quiet:
-        print(" ".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
-        for r in table:
-            print(" ".join(f"{r[k]:>{w}}" if isinstance(r[k], (int, str)) else f"{r[k]:>{w}.4g}" for k, w in zip(keys, widths)))
+    print(" ".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
+    for r in table:
+        print(" ".join(f"{r[k]:>{w}}" if isinstance(r[k], (int, str)) else f"{r[k]:>{w}.4g}" for k, w in zip(keys, widths)))
     if path:
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, keys)
-            writer.writeheader()
-            writer.writerows(table)
+        write_csv(table, path)
+
+
+def write_csv(table: list[dict], path: str) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
 
 
 COMPARE_METRICS = {"style": ("style loss", "content loss"), "video": ("style loss", "content loss"), "inpaint": ("PSNR hole", "SSIM hole"),
@@ -618,11 +635,9 @@ def main(argv: list[str] | None = None) -> None:
             if opts.stop[0] == "adaptive" and task["reward_head"] is None:
                 raise DataError(f"{opts.checkpoint}: no reward head in it (written before adaptive stopping); train "
                                 "the run again to use --stop adaptive")
-            n = min(opts.num_images or EVAL_IMAGES[args.task] or len(test.sources), len(test.sources))
-            max_steps = opts.max_steps or args.test_steps
-            table, note = evaluate_stopping(args.task, task, test.fixed(n).to(device), max_steps, opts.stop[0],
-                                            threshold, out)
-            print(f"held-out images: {n} at {args.image_size}x{args.image_size}, plan mean, at most {max_steps} steps; {note}")
+            images, max_steps = held_out(args.task, test, opts.num_images).to(device), opts.max_steps or args.test_steps
+            table, note = evaluate_stopping(args.task, task, images, max_steps, opts.stop[0], threshold, out)
+            print(f"held-out images: {len(images)} at {args.image_size}x{args.image_size}, plan mean, at most {max_steps} steps; {note}")
             print_table(table)
             print(f"wrote {out}/stop_eval.csv, stop_per_image.csv and stop_hist.png")
             return
@@ -633,8 +648,8 @@ def main(argv: list[str] | None = None) -> None:
             images, what = images.to(device), f"the pair {' <- '.join(opts.pair)} (fixed <- moving)"
             evaluate = functools.partial(evaluate_register, truth=truth)
         else:
-            n = min(opts.num_images or EVAL_IMAGES[args.task] or len(test.sources), len(test.sources))
-            images, what, evaluate = test.fixed(n).to(device), f"held-out images: {n}", EVALUATE[args.task]
+            images, evaluate = held_out(args.task, test, opts.num_images).to(device), EVALUATE[args.task]
+            what = f"held-out images: {len(images)}"
         grid = os.path.join(out, "eval_grid.png")
         table = evaluate(task, images, steps, grid)
         if opts.baseline:  # another run's networks on the same images

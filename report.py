@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import os
 
-from evaluate import EVAL_IMAGES, EVALUATE, evaluate_video, print_table
+from evaluate import EVALUATE, evaluate_video, held_out, print_table
 from video import read_clip
 
 
@@ -41,9 +41,7 @@ def plot_curves(csv_path: str, png_path: str) -> None:
 
 def final_report(run: str, args, task: dict) -> None:
     """After training: evaluation grid and table on held-out images, curves, and where it all is."""
-    device = next(task["planner"].parameters()).device
-    available = len(task["test_data"].sources)
-    images = task["test_data"].fixed(min(EVAL_IMAGES[args.task] or available, available)).to(device)
+    images = held_out(args.task, task["test_data"]).to(next(task["planner"].parameters()).device)
     steps = list(range(1, args.test_steps + 1)) if args.test_steps <= 10 else \
         sorted({1, *range(5, args.test_steps + 1, 5), args.test_steps})
     table = EVALUATE[args.task](task, images, steps, os.path.join(run, "grid.png"))
