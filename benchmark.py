@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import multiprocessing
 import os
 import resource
@@ -228,7 +229,7 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
             smoke: bool) -> list[dict]:
     """The throughput rows of one task, one per number of environments (run in a fresh process by
     `throughput_table`, so that the peak memory is the task's)."""
-    from train import collect, initialise, parse_args, seed_everything, update
+    from train import autocast, collect, initialise, parse_args, seed_everything, update, update_reward_head
     from tasks import build
     from buffer import ReplayBuffer
 
@@ -280,12 +281,7 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
         return 1
 
     def one_head_update() -> int:  # the reward head's share of an update (E35, adaptive stopping), on one minibatch
-        from losses import reward_head_loss
-
-        loss = reward_head_loss(modules["reward_head"](batch["state"], batch["plan"]), batch["reward"])
-        modules["reward_head_opt"].zero_grad()
-        loss.backward()
-        modules["reward_head_opt"].step()
+        update_reward_head(batch, modules, functools.partial(autocast, args, device))
         return 1
 
     if device.type == "cuda":

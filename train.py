@@ -225,16 +225,20 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
     out["aux_loss"] = loss_aux.detach()
     out.update(parts)
 
-    # Adaptive stopping (ours, not in Algorithm 1): the reward head by E35 on the same minibatch, its own
-    # loss and optimiser; states and plans come from D, so nothing flows back into planner, actor or critics
     if "reward_head" in m:
-        with amp():
-            loss_head = reward_head_loss(m["reward_head"](batch["state"], batch["plan"]), batch["reward"])  # E35
-        m["reward_head_opt"].zero_grad()
-        loss_head.backward()
-        m["reward_head_opt"].step()
-        out["head_loss"] = loss_head.detach()
+        out["head_loss"] = update_reward_head(batch, m, amp)
     return out
+
+
+def update_reward_head(batch: dict, m: dict, amp) -> torch.Tensor:
+    """Adaptive stopping (ours, not in Algorithm 1): the reward head by E35 on the same minibatch, its own
+    loss and optimiser; states and plans come from D, so nothing flows back into planner, actor or critics."""
+    with amp():
+        loss_head = reward_head_loss(m["reward_head"](batch["state"], batch["plan"]), batch["reward"])  # E35
+    m["reward_head_opt"].zero_grad()
+    loss_head.backward()
+    m["reward_head_opt"].step()
+    return loss_head.detach()
 
 
 def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_entropy: float,
