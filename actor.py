@@ -23,7 +23,7 @@ class StyleActor(nn.Module):
     transform uses the same networks with 2 channels in and out, the output through a scaled tanh.
     """
 
-    def __init__(self, out_channels: int = 3, tanh_scale: float | None = None) -> None:
+    def __init__(self, out_channels: int = 3, tanh_scale: float | None = None, zero_init: bool = False) -> None:
         super().__init__()
         self.tanh_scale = tanh_scale  # digit transform: the action is tanh_scale * tanh(output), a bounded field
         self.deconv3 = ConvLayer(1 + 64, 64, 3, upsample=2)
@@ -34,6 +34,8 @@ class StyleActor(nn.Module):
         # Present in the authors' released weights but unused in their forward pass; kept so the
         # released actor file loads without editing.
         self.in1_d = nn.InstanceNorm2d(out_channels, affine=True)
+        if zero_init:  # E10b: the first action is zero, s_1 = s_0 + 0 = the photo
+            nn.init.zeros_(self.deconv1.conv2d.weight), nn.init.zeros_(self.deconv1.conv2d.bias)
 
     def forward(self, plan: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
         f1, f2, f3 = features
@@ -56,8 +58,8 @@ class VideoActor(StyleActor):
     its new state joins that input: the first up-sampling layer takes 1 + 64 + 16 channels.
     """
 
-    def __init__(self, memory_channels: int = 16) -> None:
-        super().__init__()
+    def __init__(self, memory_channels: int = 16, zero_init: bool = False) -> None:
+        super().__init__(zero_init=zero_init)
         self.frame_gru = ConvGRUCell(1 + 64, memory_channels)
         self.deconv3 = ConvLayer(1 + 64 + memory_channels, 64, 3, upsample=2)
 

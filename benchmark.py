@@ -236,7 +236,7 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
     torch.set_num_threads(torch.get_num_threads())
     argv = ["--task", task_name, "--device", device_name, "--learning-starts", "1"]
     argv += ["--vgg", "random"] if task_name in ("style", "video") else []
-    argv += (["--amp"] if amp else []) + (["--channels-last"] if channels_last else [])
+    argv += ["--amp", "on" if amp else "off"] + (["--channels-last"] if channels_last else [])
     argv += [a for a in SMOKE if not (task_name == "digits" and a in ("--image-size", "32"))] if smoke else []
     args, _ = parse_args(argv)
     device = torch.device(device_name if device_name != "auto" else "cuda" if torch.cuda.is_available() else "cpu")

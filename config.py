@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -36,7 +37,9 @@ class Args:
     name: str = arg("", "run folder name (default: TASK-seedSEED)", run=True)
     resume: str = arg("", "checkpoint file or run folder to continue from", run=True)
     progress: bool = arg(True, "show a progress bar (--no-progress: quiet, e.g. in notebooks)", run=True)
-    amp: bool = arg(False, "bfloat16 autocast of the networks' forward passes (for GPUs)", run=True)
+    amp: str = arg("auto", "bfloat16 autocast of the networks' forward passes: auto (on where the hardware has native "
+                           "bfloat16: CUDA, and CPUs torch reports bf16 for, e.g. AVX512-BF16), on or off",
+                   choices=("auto", "on", "off"), run=True)
     channels_last: bool = arg(False, "channels-last (NHWC) convolutions (for GPUs)", run=True)
     # Algorithm 1 and SAC (every task)
     total_steps: int = arg(2000, "environment steps (each steps all --num-envs episodes)")
@@ -66,10 +69,19 @@ class Args:
     # style transfer and video style transfer
     content_dir: str = arg("", "folder of content images, e.g. MS-COCO (default: built-in photos)", STYLE)
     style_image: str = arg("", "style image file (default: built-in 'swirls')", STYLE)
+    style_size: int = arg(0, "side of the style image the Gram targets are taken from (0: --image-size; references: "
+                             "1 to 2 times the training crop)", STYLE)
     vgg: str = arg("auto", "VGG-16 weights: auto, torchvision, hed or random (tests only)", STYLE)
     vgg_weights: str = arg("", "path of torchvision's vgg16-397923af.pth", STYLE)
     kappa: float = arg(1e6, "reward scale: r = -kappa * style loss (paper: 1e6)", STYLE)
     style_weight: float = arg(1e5, "lambda, style weight of J_Aux (paper: 1e5)", STYLE)
+    style_layer_weights: str = arg("1,1,1,1", "w_l, weights of relu1_2, relu2_2, relu3_3, relu4_3 in J_Aux's style "
+                                              "term (paper: 1,1,1,1; ours, E14c)", STYLE)
+    transition: str = arg("paper", "T(s, a): paper, s_t+1 = a_t (E10); residual, s_t+1 = s_t + a_t with the actor's "
+                                   "last layer at zero, so that the first action keeps the photo (ours, E10b)", STYLE,
+                          ("paper", "residual"))
+    step_size: float = arg(0.0, "with --transition residual: eps > 0 bounds each step, s_t+1 = s_t + eps tanh(a_t), in "
+                                "ImageNet-normalised units (1 = 0.23 of the pixel range; ours, E10c); 0: unbounded", STYLE)
     step_anchor: float = arg(0.0, "mu: share of the content term measured against the step's input s_t instead of "
                                   "the original content x (paper: 0; E14b)", STYLE)
     # video style transfer
@@ -156,6 +168,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
         parser.error(f"--image-size {args.image_size}: must be at least 16")
     if args.task in ("style", "video", "register") and args.image_size % 4:
         parser.error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
+    if args.step_size < 0 or (args.step_size > 0 and args.transition != "residual"):
+        parser.error(f"--step-size {args.step_size}: must not be negative, and bounds only --transition residual")
+    try:
+        weights = [float(w) for w in args.style_layer_weights.split(",")]
+    except ValueError:
+        weights = []
+    if len(weights) != 4 or min(weights) < 0:
+        parser.error(f"--style-layer-weights {args.style_layer_weights}: give four non-negative numbers, e.g. 1,4,16,64")
+    if args.style_size and args.style_size < 16:
+        parser.error(f"--style-size {args.style_size}: must be at least 16 (or 0: the image size)")
     if args.task == "register" and args.pair_mode not in ("atlas", "subject"):
         parser.error(f"--pair-mode {args.pair_mode}: --task register pairs are atlas or subject")
     if args.task == "digits" and args.pair_mode not in ("cross", "same", "affine"):
@@ -179,6 +201,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
             flag, tasks = "--" + f.name.replace("_", "-"), f.metadata["tasks"]
             parser.error(f"{flag} is for --task {' or '.join(tasks)}, not --task {args.task}")
     return args, given
+
+
+@functools.lru_cache(maxsize=None)
+def resolve_amp(choice: str | bool, device_type: str) -> tuple[bool, str]:
+    """--amp: (bfloat16 autocast on?, why). `auto` asks the hardware; checkpoints of older runs hold a bool."""
+    if choice in ("on", True) or choice in ("off", False):
+        return choice in ("on", True), f"--amp {'on' if choice in ('on', True) else 'off'}"
+    if device_type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+        return native, "auto: this GPU " + ("has" if native else "has no") + " native bfloat16"
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return native, "auto: this CPU " + ("has" if native else "has no") + " native bfloat16 (AVX512-BF16 or AMX)"
 
 
 def resolve_device(name: str) -> torch.device:

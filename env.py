@@ -68,13 +68,17 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
 class StyleEnv:
     """Neural style transfer (METHOD.md 5.3), one style per model.
 
-    E10: s_0 = content image, s_t+1 = a_t (the actor's full image, clamped to valid pixels).
+    E10: s_0 = content image, s_t+1 = a_t (the actor's full image, clamped to valid pixels): the paper's
+    transition (`residual=False`). E10b (ours, `residual=True`): s_t+1 = s_t + a_t, the action a change
+    of the state, with an actor whose last layer starts at zero, so that the first steps keep the photo.
     E11: r_t = -kappa * L_ST(s_t+1, style). No terminal state: episodes end at T_max.
     """
 
     def __init__(self, vgg: VGG16, style: torch.Tensor, kappa: float = 1e6, style_weight: float = 1e5,
-                 tv_weight: float = 1e-7, step_anchor: float = 0.0) -> None:
-        self.vgg, self.kappa = vgg, kappa
+                 tv_weight: float = 1e-7, step_anchor: float = 0.0, residual: bool = False, step_size: float = 0.0,
+                 layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)) -> None:
+        self.vgg, self.kappa, self.residual, self.step_size = vgg, kappa, residual, step_size
+        self.layer_weights = layer_weights  # E14c's w_l
         self.style_weight, self.tv_weight, self.step_anchor = style_weight, tv_weight, step_anchor
         with torch.no_grad():
             features = vgg(normalize(style[None]))  # style: (3, H, W) in [0, 1]
@@ -96,9 +100,18 @@ class StyleEnv:
         self.state = self.content.clone()  # E10: s_0 = x
         return self.state
 
+    def next_image(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """T(s_t, a_t) before it is kept to valid pixels: a_t (E10), s_t + a_t (E10b) or, with a step size
+        eps > 0, s_t + eps tanh(a_t) (E10c: no pixel moves by more than eps in one step)."""
+        if not self.residual:
+            return action                                            # E10
+        if self.step_size > 0:
+            return state + self.step_size * torch.tanh(action)      # E10c
+        return state + action                                        # E10b
+
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        self.state = normalize(denormalize(action))  # E10: s_t+1 = a_t, kept to valid pixels
+        self.state = normalize(denormalize(self.next_image(self.state, action)))  # E10 / E10b, kept to valid pixels
         reward = -self.kappa * style_loss(self.vgg(self.state), self.style_grams)  # E11, (N,)
         done = torch.zeros_like(reward)  # the style task has no terminal state
         return self.state, reward, done
@@ -118,13 +131,16 @@ class StyleEnv:
 
     def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """E14 on a replayed minibatch: content against the episode's *original* content image x and,
-        with `step_anchor` > 0, against the step's input s_t (E14b)."""
+        """E14 on a replayed minibatch, on the image the action makes (a_t, or s_t + a_t by E10b): content
+        against the episode's *original* content image x and, with `step_anchor` > 0, against the step's
+        input s_t (E14b)."""
         with torch.no_grad():
             content_features = self.vgg(batch["content"], last="relu2_2") if self.step_anchor < 1 else None
             state_features = self.vgg(batch["state"], last="relu2_2") if self.step_anchor > 0 else None
-        return auxiliary_loss_style(action, self.vgg(action), content_features, self.style_grams,
-                                    self.style_weight, self.tv_weight, state_features, self.step_anchor)
+        image = self.next_image(batch["state"], action)
+        return auxiliary_loss_style(image, self.vgg(image), content_features, self.style_grams,
+                                    self.style_weight, self.tv_weight, state_features, self.step_anchor,
+                                    self.layer_weights)
 
     @torch.no_grad()
     def metrics(self, image: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -146,9 +162,10 @@ class VideoEnv(StyleEnv):
 
     def __init__(self, vgg: VGG16, style: torch.Tensor, planner: torch.nn.Module, actor: torch.nn.Module,
                  kappa: float = 1e6, style_weight: float = 1e5, tv_weight: float = 1e-7, step_anchor: float = 0.0,
-                 temporal_weight: float = 100.0, noise: float = 1e-3, seed: int = 0, device: torch.device | str = "cpu"
+                 temporal_weight: float = 100.0, noise: float = 1e-3, seed: int = 0, device: torch.device | str = "cpu",
+                 residual: bool = False, step_size: float = 0.0, layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
                  ) -> None:
-        super().__init__(vgg, style, kappa, style_weight, tv_weight, step_anchor)
+        super().__init__(vgg, style, kappa, style_weight, tv_weight, step_anchor, residual, step_size, layer_weights)
         self.planner, self.actor = planner, actor
         self.temporal_weight, self.noise = temporal_weight, noise
         self.generator = torch.Generator(device).manual_seed(seed)  # the synthetic flows and noise; checkpointed
@@ -188,9 +205,11 @@ class VideoEnv(StyleEnv):
         next_state = warp(state, flow, padding="border") + self.noise * noise          # E30: x' = W(x) + Delta
         small = F.interpolate(flow, size=memory.shape[-2:], mode="bilinear", align_corners=False) / 4
         dist, features = self.planner(state, memory)
-        output, frame_memory = self.actor.step(dist.mean, features, None)               # f(x)
+        action, frame_memory = self.actor.step(dist.mean, features, None)
+        output = self.next_image(state, action)                                          # f(x)
         dist, features = self.planner(next_state, warp(memory, small, padding="border"))
-        next_output, _ = self.actor.step(dist.mean, features, frame_memory)             # f(x')
+        next_action, _ = self.actor.step(dist.mean, features, frame_memory)
+        next_output = self.next_image(next_state, next_action)                          # f(x')
         return temporal_loss(output, next_output, flow)                                 # E31
 
 

@@ -72,13 +72,15 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return f @ f.transpose(1, 2) / (c * h * w)        # (B, C, C)
 
 
+def style_terms(features: VGGFeatures, style_grams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """E13's term of each layer l, MSE(Gram(phi_l(x)), Gram(phi_l(style))) per sample: {l: (B,)}."""
+    return {name: (gram_matrix(getattr(features, name)) - style_grams[name]).pow(2).mean((1, 2))  # (B, C, C) -> (B,)
+            for name in STYLE_LAYERS}
+
+
 def style_loss(features: VGGFeatures, style_grams: dict[str, torch.Tensor]) -> torch.Tensor:
     """E13: L_ST = sum_l MSE(Gram(phi_l(x)), Gram(phi_l(style))) per sample: (B,)."""
-    loss = 0.0
-    for name in STYLE_LAYERS:
-        g = gram_matrix(getattr(features, name))      # (B, C, C)
-        loss = loss + (g - style_grams[name]).pow(2).mean((1, 2))  # E13
-    return loss
+    return sum(style_terms(features, style_grams).values())  # E13
 
 
 def content_loss(features: VGGFeatures, content_features: VGGFeatures) -> torch.Tensor:
@@ -96,20 +98,25 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
 
 def auxiliary_loss_style(action: torch.Tensor, action_features: VGGFeatures, content_features: VGGFeatures,
                          style_grams: dict[str, torch.Tensor], style_weight: float, tv_weight: float,
-                         state_features: VGGFeatures | None = None, step_anchor: float = 0.0
+                         state_features: VGGFeatures | None = None, step_anchor: float = 0.0,
+                         layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """E14: J_Aux = L_CO + lambda L_ST + beta L_TV, averaged over the batch; also the parts.
 
     With `step_anchor` mu > 0 the content term is anchored partly to the step's input s_t
     (`state_features`) instead of the original content x: L_CO = (1 - mu) L_CO(a, x) + mu L_CO(a, s_t)
-    (E14b; the paper is mu = 0)."""
+    (E14b; the paper is mu = 0). `layer_weights` w_l weigh E13's layers in J_Aux (E14c: L_ST = sum_l
+    w_l MSE_l; the paper: all 1); the parts report E13 itself and its unweighted terms."""
     l_co = content_loss(action_features, content_features).mean() if step_anchor < 1 else 0.0
     if step_anchor > 0:
         l_co = (1 - step_anchor) * l_co + step_anchor * content_loss(action_features, state_features).mean()  # E14b
-    l_st = style_loss(action_features, style_grams).mean()
+    terms = {name: term.mean() for name, term in style_terms(action_features, style_grams).items()}
+    l_st = sum(terms.values())  # E13
+    l_st_weighted = sum(w * term for w, term in zip(layer_weights, terms.values()))  # E14c
     l_tv = total_variation(action).mean()
-    loss = l_co + style_weight * l_st + tv_weight * l_tv  # E14
-    return loss, {"content": l_co.detach(), "style": l_st.detach(), "tv": l_tv.detach()}
+    loss = l_co + style_weight * l_st_weighted + tv_weight * l_tv  # E14
+    return loss, {"content": l_co.detach(), "style": l_st.detach(), "tv": l_tv.detach(),
+                  **{f"style_{name}": term.detach() for name, term in terms.items()}}
 
 
 # ---------------------------------------------------------------- face inpainting (E16 to E20)

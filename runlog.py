@@ -11,6 +11,7 @@ import os
 import torch
 
 from buffer import ReplayBuffer
+from config import resolve_amp
 from data import DataError
 
 
@@ -43,7 +44,8 @@ class ProgressLog:
     """progress.csv, one row per episode; columns fixed by the first row. On resume, rows after the
     checkpoint's step (episodes run again after a crash) are dropped first."""
     COLUMNS = ["episode", "step", "transitions", "updates", "seconds", "return", "critic_loss", "q",
-               "planner_loss", "temperature_loss", "log_prob", "aux_loss", "content", "style", "tv", "rec", "adv",
+               "planner_loss", "temperature_loss", "log_prob", "aux_loss", "content", "style", "style_relu1_2", "style_relu2_2",
+               "style_relu3_3", "style_relu4_3", "tv", "rec", "adv",
                "ncc", "smooth", "temporal", "disc_loss", "alpha", "head_loss"]
 
     def __init__(self, path: str, resume_step: int | None = None) -> None:
@@ -144,7 +146,9 @@ def print_config(args, run: str, device: torch.device, task: dict) -> None:
         json.dump({"train": task["train_data"].names, "test": task["test_data"].names}, f, indent=1)
     count = lambda k: sum(p.numel() for p in task[k].parameters()) if task.get(k) is not None else 0  # noqa: E731
     print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
-    print(f"device {device} | " + (f"VGG-16 weights: {task['vgg'].source} | " if "vgg" in task else "")
+    amp, why = resolve_amp(args.amp, device.type)
+    print(f"device {device} | bfloat16 autocast {'on' if amp else 'off'} ({why}) | "
+          + (f"VGG-16 weights: {task['vgg'].source} | " if "vgg" in task else "")
           + f"planner+actor {count('planner') + count('actor'):,} parameters | critic {count('critic'):,} | "
           + (f"discriminator {count('discriminator'):,} | " if "discriminator" in task else "")
           + f"plan {task['plan_shape']}")

@@ -26,13 +26,13 @@ PRESETS = {
     "style": {
         "cpu": dict(image_size=64, num_envs=8, batch_size=8, total_steps=1200, max_episode_steps=4, test_steps=4,
                     lr=2e-3, critic_lr=1e-4, learning_starts=32, buffer_size=3000, kappa=1e4, style_weight=2e3,
-                    init_log_alpha=-5.0, save_every=20),
+                    init_log_alpha=-5.0, save_every=20, transition="residual"),
         "cuda": dict(image_size=256, num_envs=16, batch_size=8, total_steps=40000, learning_starts=1000),
     },
     "video": {  # trained on single images like style; the cpu preset is smaller and its zeta lower (docs/video-style-transfer.md)
         "cpu": dict(image_size=64, num_envs=4, batch_size=4, total_steps=128, max_episode_steps=4, test_steps=4,
                     lr=2e-3, critic_lr=1e-4, learning_starts=16, buffer_size=3000, kappa=1e4, style_weight=2e3,
-                    init_log_alpha=-5.0, save_every=8, temporal_weight=1.0),
+                    init_log_alpha=-5.0, save_every=8, temporal_weight=1.0, transition="residual"),
         "cuda": dict(image_size=256, num_envs=16, batch_size=8, total_steps=40000, learning_starts=1000,
                      temporal_weight=100.0),
     },
@@ -79,10 +79,11 @@ STATE_CHANNELS = {"style": 3, "video": 3, "inpaint": 3, "photo": 6, "digits": 2,
 
 def networks(args) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The task's planner and actor (on the CPU); build() and benchmark.py's size table use it."""
+    residual = args.transition == "residual"  # E10b: the actor starts at the zero action
     if args.task == "style":
-        return StylePlanner(), StyleActor()
+        return StylePlanner(), StyleActor(zero_init=residual)
     if args.task == "video":  # the style networks with a step-wise GRU in the planner, a frame-wise one in the actor
-        return VideoPlanner(), VideoActor()
+        return VideoPlanner(), VideoActor(zero_init=residual)
     if args.task in ("digits", "register"):  # the style networks with 2 channels: a 1 x H/4 x W/4 plan (7 x 7 for
         # a digit, 16 x 16 for a 64 x 64 image), a bounded 2-channel field
         return StylePlanner(2), StyleActor(2, tanh_scale=args.max_step)
@@ -96,13 +97,15 @@ def build(args, device: torch.device) -> dict:
     size = args.image_size
     if args.task in ("style", "video"):
         vgg = load_vgg16(args.vgg, args.vgg_weights or None).to(device)
-        style = load_style_image(args.style_image or None, size).to(device)
+        style = load_style_image(args.style_image or None, args.style_size or size).to(device)
         planner, actor = networks(args)  # after the VGG, as before: the seeded initialisation is unchanged
+        options = dict(residual=args.transition == "residual", step_size=args.step_size,  # E10b, E10c, E14c
+                       layer_weights=tuple(float(w) for w in args.style_layer_weights.split(",")))
         if args.task == "style":
-            env = StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight, args.step_anchor)
+            env = StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight, args.step_anchor, **options)
         else:  # the temporal term (E31) runs the networks on a synthetic next frame
             env = VideoEnv(vgg, style, planner, actor, args.kappa, args.style_weight, args.tv_weight, args.step_anchor,
-                           args.temporal_weight, seed=args.seed, device=device)
+                           args.temporal_weight, seed=args.seed, device=device, **options)
         task = dict(vgg=vgg, style=style, env=env, planner=planner, actor=actor,
                     train_data=ContentImages(args.content_dir or None, "train", size),
                     test_data=ContentImages(args.content_dir or None, "test", size))

@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from buffer import ReplayBuffer, ReplayMemoryError
-from config import Args, parse_args, resolve_device
+from config import Args, parse_args, resolve_amp, resolve_device
 from critic import target_copy
 from data import DataError
 from env import memory
@@ -84,7 +84,7 @@ def initialise(args: Args, task: dict, device: torch.device) -> tuple[dict, torc
 
 def autocast(args: Args, device: torch.device):
     """--amp: bfloat16 autocast around the networks' forward passes (no loss scaling needed for bfloat16)."""
-    return torch.autocast(device.type, torch.bfloat16, enabled=args.amp)
+    return torch.autocast(device.type, torch.bfloat16, enabled=resolve_amp(args.amp, device.type)[0])
 
 
 def collect(args: Args, task: dict, buffer: ReplayBuffer, state: torch.Tensor, running: torch.Tensor

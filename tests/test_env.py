@@ -51,8 +51,9 @@ def test_the_style_image_itself_has_zero_style_loss():
 def test_auxiliary_loss_uses_the_original_content():
     env = make_env()
     content = normalize(torch.rand(2, 3, 32, 32))
-    loss_same, parts_same = env.auxiliary_loss(content, {"content": content})
-    loss_other, parts_other = env.auxiliary_loss(content, {"content": normalize(torch.rand(2, 3, 32, 32))})
+    state = normalize(torch.rand(2, 3, 32, 32))  # the paper's transition (E10): a_t alone is scored
+    loss_same, parts_same = env.auxiliary_loss(content, {"content": content, "state": state})
+    loss_other, parts_other = env.auxiliary_loss(content, {"content": normalize(torch.rand(2, 3, 32, 32)), "state": state})
     assert parts_same["content"].item() == 0 and parts_other["content"].item() > 0
 
 

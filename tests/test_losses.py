@@ -108,6 +108,17 @@ def test_auxiliary_loss_weights():
     assert parts["tv"].item() == 2.0
 
 
+def test_layer_weights_weigh_each_style_term_and_the_parts_stay_e13():
+    """E14c by hand: one-value features 1, 2, 3, 4 against zero Grams give terms 1, 16, 81, 256."""
+    f = features(*[torch.full((1, 1, 1, 1), float(v)) for v in (1, 2, 3, 4)])
+    grams = {n: torch.zeros(1, 1, 1) for n in f._fields}
+    image, content = torch.zeros(1, 1, 2, 2), features(None, torch.full((1, 1, 1, 1), 2.0), None, None)
+    loss, parts = auxiliary_loss_style(image, f, content, grams, 1.0, 0.0, layer_weights=(1.0, 4.0, 16.0, 64.0))
+    assert loss.item() == pytest.approx(1 + 4 * 16 + 16 * 81 + 64 * 256)
+    assert parts["style"].item() == pytest.approx(1 + 16 + 81 + 256)  # E13, unweighted, as the reward and metrics
+    assert [parts[f"style_{n}"].item() for n in f._fields] == [1, 16, 81, 256]
+
+
 def test_step_anchor_mixes_the_content_targets():
     """E14b by hand: relu2_2 of the action 1, of x 0, of s_t 3 (one value each): (1 - mu) 1 + mu 4."""
     def one(value):

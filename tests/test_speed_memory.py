@@ -78,7 +78,7 @@ def test_a_buffer_that_does_not_fit_is_refused_before_allocating():
 
 
 def test_amp_and_channels_last_train_on_the_cpu(tmp_path):
-    result = run_script("train.py", *TINY_INPAINT, "--amp", "--channels-last", "--run-dir", str(tmp_path), "--name", "a")
+    result = run_script("train.py", *TINY_INPAINT, "--amp", "on", "--channels-last", "--run-dir", str(tmp_path), "--name", "a")
     assert result.returncode == 0, result.stderr[-2000:]
     with open(tmp_path / "a" / "progress.csv", newline="") as f:
         rows = list(csv.DictReader(f))
