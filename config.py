@@ -208,11 +208,8 @@ def resolve_amp(choice: str | bool, device_type: str) -> tuple[bool, str]:
     """--amp: (bfloat16 autocast on?, why). `auto` asks the hardware; checkpoints of older runs hold a bool."""
     if choice in ("on", True) or choice in ("off", False):
         return choice in ("on", True), f"--amp {'on' if choice in ('on', True) else 'off'}"
-    if device_type == "cuda":
-        native = torch.cuda.is_bf16_supported()
-        return native, "auto: this GPU " + ("has" if native else "has no") + " native bfloat16"
-    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return native, "auto: this CPU " + ("has" if native else "has no") + " native bfloat16 (AVX512-BF16 or AMX)"
+    native = torch.cuda.is_bf16_supported() if device_type == "cuda" else torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return native, f"auto: this {'GPU' if device_type == 'cuda' else 'CPU'} has {'' if native else 'no '}native bfloat16"
 
 
 def resolve_device(name: str) -> torch.device:

@@ -486,16 +486,25 @@ def load_released_weights(module: torch.nn.Module, path: str) -> None:
 
 def load_networks(task: dict, state: dict, path: str, image_size: int) -> None:
     """A checkpoint's planner and actor into the task's networks, with a one-line error when they do not fit."""
+    trained_at = state["args"]["image_size"]
     try:
         task["planner"].load_state_dict(state["planner"])
         task["actor"].load_state_dict(state["actor"])
-        if "reward_head" in state:  # checkpoints written before adaptive stopping have none
-            task["reward_head"].load_state_dict(state["reward_head"])
-        else:
-            task["reward_head"] = None
     except RuntimeError:
-        raise DataError(f"{path}: its networks do not fit --image-size {image_size} "
-                        f"(trained at {state['args']['image_size']})") from None
+        raise DataError(f"{path}: its networks do not fit --image-size {image_size} (trained at {trained_at})") from None
+    # The reward head is used by --stop adaptive alone; its layers depend on the image size, so a head that
+    # does not fit (or none, in checkpoints written before adaptive stopping) is an error only there.
+    task["no_reward_head"] = None
+    if task["reward_head"] is None or "reward_head" not in state:
+        task["reward_head"], task["no_reward_head"] = None, ("no reward head in it (written before adaptive "
+                                                             "stopping); train the run again to use --stop adaptive")
+        return
+    try:
+        task["reward_head"].load_state_dict(state["reward_head"])
+    except RuntimeError:
+        task["reward_head"], task["no_reward_head"] = None, (f"its reward head does not fit --image-size "
+                                                             f"{image_size} (trained at {trained_at}): use "
+                                                             f"--stop adaptive at the training size")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -633,8 +642,7 @@ def main(argv: list[str] | None = None) -> None:
         test, steps = task["test_data"], sorted(set(opts.steps))
         if opts.stop:
             if opts.stop[0] == "adaptive" and task["reward_head"] is None:
-                raise DataError(f"{opts.checkpoint}: no reward head in it (written before adaptive stopping); train "
-                                "the run again to use --stop adaptive")
+                raise DataError(f"{opts.checkpoint}: {task['no_reward_head']}")
             images, max_steps = held_out(args.task, test, opts.num_images).to(device), opts.max_steps or args.test_steps
             table, note = evaluate_stopping(args.task, task, images, max_steps, opts.stop[0], threshold, out)
             print(f"held-out images: {len(images)} at {args.image_size}x{args.image_size}, plan mean, at most {max_steps} steps; {note}")

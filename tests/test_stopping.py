@@ -121,6 +121,12 @@ def test_stop_style_loss_end_to_end_and_bad_flags(tmp_path):
                        (["--stop", "adaptive", "--max-steps", "-2"], "--max-steps must be positive"),
                        (["--stop", "adaptive", "--image", "x.png"], "--stop works on the held-out images")):
         one_line_error(run_script("evaluate.py", "--checkpoint", str(run), *argv), text)
+    # another --image-size: the reward head (whose layers depend on the size) no longer fits; only --stop
+    # adaptive needs it (issue 26: every such evaluation used to stop with "its networks do not fit")
+    result = run_script("evaluate.py", "--checkpoint", str(run), "--image-size", "64", "--steps", "1")
+    assert result.returncode == 0 and "at 64x64" in result.stdout, result.stderr[-2000:]
+    one_line_error(run_script("evaluate.py", "--checkpoint", str(run), "--image-size", "64", "--stop", "adaptive"),
+                   "its reward head does not fit --image-size 64 (trained at 32)")
     state = torch.load(run / "checkpoint.pt", weights_only=False)
     del state["reward_head"], state["reward_head_opt"]                     # as written before adaptive stopping
     torch.save(state, tmp_path / "old.pt")
