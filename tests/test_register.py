@@ -1,8 +1,10 @@
 """Deformable registration (--task register): k-means, label Dice, Jacobian folding, the phantom data, the OASIS
 reader, bad inputs, and the scripts."""
+import math
 import re
 
 import numpy as np
+
 import pytest
 import torch
 
@@ -74,6 +76,19 @@ def test_jacobian_of_the_identity_is_one_and_a_folding_field_is_counted():
     # at the jump, d(x + u)/dx = 1 - 3/2 (central difference) < 0 on the columns 5 and 6 of each row
     assert (det[..., 5:7] < 0).all() and (det[..., :5] == 1).all() and (det[..., 7:] == 1).all()
     assert torch.allclose(folding_fraction(fold), torch.tensor([2 / 12]))
+
+
+@pytest.mark.parametrize("matrix", [((1.2, 0.3), (0.1, 0.8)),                      # shear and scale: det 0.93
+                                    ((1.2 * math.cos(0.5), -1.2 * math.sin(0.5)),     # rotation by 0.5 rad and
+                                     (1.2 * math.sin(0.5), 1.2 * math.cos(0.5)))])    # scale 1.2: det 1.44
+def test_jacobian_of_an_affine_map_is_its_determinant(matrix):
+    """p -> A p, i.e. Omega(p) = (A - I) p with x along columns (channel 0) and y along rows (channel 1): every
+    pixel's det(I + grad Omega) is det A. Both channels depend on both axes, so swapping a channel's derivatives
+    or flipping the cross term's sign changes the answer."""
+    (a, b), (c, d) = matrix
+    y, x = torch.meshgrid(torch.arange(12.0), torch.arange(12.0), indexing="ij")
+    field = torch.stack([(a - 1) * x + b * y, c * x + (d - 1) * y])[None]     # (1, 2, 12, 12)
+    assert torch.allclose(jacobian_determinant(field), torch.full((1, 1, 12, 12), a * d - b * c), atol=1e-5)
 
 
 def test_phantom_labels_match_its_regions():

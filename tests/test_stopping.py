@@ -16,6 +16,49 @@ from test_register import TINY as TINY_REGISTER
 from test_update import PLAN, SIZE, Replayed, agent, batch, snapshot
 
 
+class Counting(torch.nn.Module):
+    """A stand-in for the agent and its environment, whose states are known: s_t is the constant image t."""
+
+    def __init__(self, peak: float) -> None:
+        super().__init__()
+        self.peak, self.state = peak, None
+
+    def forward(self, state, plan=None):  # as planner (state) and as reward head (state, plan)
+        if plan is None:
+            return torch.distributions.Normal(state.mean((1, 2, 3)), 1.0), []
+        return -(state.mean((1, 2, 3)) - self.peak) ** 2  # r-hat(s_t, p_t): the best state is s_peak
+
+    def reset(self, source):
+        self.state = torch.zeros_like(source)
+        return self.state
+
+    def extras(self):
+        return {}
+
+    def step(self, action):
+        self.state = self.state + 1  # s_t+1 = s_t + 1
+        return self.state, None, None
+
+
+class Echo(torch.nn.Module):
+    def forward(self, plan, features):  # the actor: the environment ignores its action
+        return plan
+
+
+@pytest.mark.parametrize("peak, expected", [(2.0, 3), (0.0, 1), (9.0, 5)])
+def test_the_rule_end_to_end_scores_each_state_with_its_own_prediction(peak, expected):
+    """evaluate.rollout with a reward head set by hand: predicted[t] must be r-hat of s_t (an off-by-one to s_t+1
+    would stop one step early), and E36 stops at the first t >= 1 that is no better than t - 1."""
+    from evaluate import rollout
+
+    agent, predicted = Counting(peak), []
+    states = rollout(agent, Echo(), agent, torch.zeros(2, 3, 4, 4), 5, reward_head=agent,
+                     predicted=predicted)
+    assert [s.mean().item() for s in states] == [0, 1, 2, 3, 4, 5]
+    assert torch.stack(predicted)[:, 0].tolist() == [-(t - peak) ** 2 for t in range(5)]
+    assert adaptive_stop(torch.stack(predicted), 5).tolist() == [expected, expected]
+
+
 def test_adaptive_stop_at_the_first_step_not_expected_to_gain():
     predicted = torch.tensor([[1.0, 1.0, 1.0, 9.0],    # r-hat(s_0, p_0)
                               [2.0, 0.5, 2.0, 1.0],    # r-hat(s_1, p_1)
