@@ -139,6 +139,26 @@ def write_subject(folder, image=None, labels=None, shape=(20, 24)):
         nibabel.save(nibabel.Nifti1Image(np.asarray(array, dtype=np.float32), np.eye(4)), str(folder / name))
 
 
+def test_the_dice_column_uses_the_true_labels(tmp_path):
+    """evaluate_register's "Dice" at step 0 (no field yet) is the true labels' Dice, which on the phantoms differs
+    from the k-means labels' (the reward's): a table built on the k-means labels would fail here."""
+    from config import parse_args
+    from evaluate import evaluate_register
+    from tasks import build
+
+    args, _ = parse_args(["--task", "register", "--image-size", "32"])
+    torch.manual_seed(0)
+    task = build(args, torch.device("cpu"))
+    pairs = task["test_data"].fixed(6)
+    table = evaluate_register(task, pairs, [1], str(tmp_path / "grid.png"))
+    truth = task["test_data"].truth
+    true_dice = mean_dice(truth["moving_labels"], truth["fixed_labels"]).mean().item()
+    kmeans = pairs[:, 2:4].long()
+    kmeans_dice = mean_dice(kmeans[:, 1:], kmeans[:, :1], args.kmeans).mean().item()
+    assert abs(true_dice - kmeans_dice) > 0.01  # the two label sets tell apart
+    assert table[0]["Dice"] == pytest.approx(true_dice) and table[0]["k-means Dice"] == pytest.approx(kmeans_dice)
+
+
 def test_oasis_reader_on_files_written_with_nibabel(tmp_path):
     image = np.zeros((20, 24), dtype=np.float32)
     image[5:15, 6:18] = 2.0                                                  # a bright block on black
