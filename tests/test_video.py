@@ -194,6 +194,70 @@ def test_video_env_resets_memory_and_stores_it():
     assert "temporal" not in env.auxiliary_loss(actor(planner(state)[0].rsample(), planner(state)[1]), batch)[1]
 
 
+def test_rollout_video_carries_the_frame_memory_per_step_index_and_resets_it_before_the_first_frame():
+    """evaluate.rollout_video: step k of frame f gets the frame-wise memory that step k of frame f - 1 made;
+    the first frame gets none (zeros); the planner's memory starts afresh at every frame."""
+    from evaluate import rollout_video
+    from vgg import load_vgg16
+
+    torch.manual_seed(0)
+    planner, actor = VideoPlanner(), VideoActor()
+    env = VideoEnv(load_vgg16("random"), torch.rand(3, 16, 16), planner, actor)
+    calls, step = [], actor.step
+
+    def spy(plan, features, frame_memory):
+        action, new_memory = step(plan, features, frame_memory)
+        calls.append((frame_memory, new_memory))
+        return action, new_memory
+
+    actor.step = spy
+    planner_memories, forward = [], planner.forward
+    planner.forward = lambda state, memory=None: (planner_memories.append(memory), forward(state, memory))[1]
+    states = rollout_video(planner, actor, env, torch.rand(3, 3, 16, 16), 2)  # 3 frames, 2 steps each
+    assert len(states) == 3 and states[0].shape == (3, 3, 16, 16)
+    assert len(calls) == 6 and calls[0][0] is None and calls[1][0] is None    # frame 0: no memory at either step
+    for frame in (1, 2):
+        for k in (0, 1):
+            assert calls[2 * frame + k][0] is calls[2 * (frame - 1) + k][1]     # step k of the frame before
+    assert all(planner_memories[2 * f].abs().sum() == 0 for f in range(3))     # h_0 = 0 at every frame
+    assert all(planner_memories[2 * f + 1].abs().sum() > 0 for f in range(3))
+
+
+def test_updates_run_the_planner_on_each_state_with_its_own_memory():
+    """train.update: s_t with h_t (E6, E9, the temporal term) and s_t+1 with h_t+1 (E4); a swap of
+    memory(batch) and memory(batch, "next_memory") would pair a state with the other state's memory."""
+    import functools
+
+    import train
+    from config import Args
+    from critic import Critic
+    from vgg import load_vgg16
+
+    torch.manual_seed(0)
+    args = Args(task="video", image_size=16, batch_size=2, planner_every=1)
+    planner, actor = VideoPlanner(), VideoActor()
+    env = VideoEnv(load_vgg16("random"), torch.rand(3, 16, 16), planner, actor)
+    task = dict(planner=planner, actor=actor, critic=Critic(3, 16, (1, 4, 4)), plan_shape=(1, 4, 4), env=env)
+    modules, log_alpha, target_entropy = train.initialise(args, task, torch.device("cpu"))
+    state, next_state = torch.randn(2, 3, 16, 16), torch.randn(2, 3, 16, 16)
+    batch = dict(state=state, next_state=next_state, content=state, plan=torch.randn(2, 1, 4, 4),
+                 reward=torch.zeros(2), done=torch.zeros(2), memory=torch.full((2, 64, 4, 4), 0.25),
+                 next_memory=torch.full((2, 64, 4, 4), -0.5))
+
+    class Buffer:
+        def sample(self, n, generator):
+            return batch
+
+    env.unpack = lambda stored: stored
+    seen, forward = [], planner.forward
+    planner.forward = lambda s, memory=None: (seen.append((s, memory)), forward(s, memory))[1]
+    train.update(args, task, Buffer(), modules, log_alpha, target_entropy, 1, None, False)
+    pairs = [(s is state, s is next_state, m) for s, m in seen if s is state or s is next_state]
+    assert any(is_state for is_state, _, _ in pairs) and any(is_next for _, is_next, _ in pairs)
+    for is_state, is_next, m in pairs:
+        assert m is (batch["memory"] if is_state else batch["next_memory"])
+
+
 def test_collect_stores_the_memory_of_both_states(tmp_path):
     """A1.8 for video: the transition holds h_t (zeros at s_0) and h_t+1 = the planner's GRU output, which
     the environment carries to the next step."""
