@@ -21,9 +21,10 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_committed_outputs_are_complete_and_current(name):
+def test_committed_outputs_are_complete_and_made_by_the_cells_as_they_are(name):
     """Executed in one kernel from the first cell to the last, no errors, figures and tables present, each
-    output made by the code cell as it is now (execute.py records a hash of every cell's source), light."""
+    output made by the code cell as it is now (execute.py records a hash of every cell's source), light.
+    It does not see changes to the project files a notebook imports: test_notebook_executes runs them."""
     path = os.path.join(FOLDER, name)
     notebook = nbformat.read(path, as_version=4)
     code = [c for c in notebook.cells if c.cell_type == "code"]

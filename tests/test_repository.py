@@ -47,7 +47,10 @@ def test_the_readme_links_every_docs_page_and_stays_short():
     assert {p for p in PAGES if p != "README.md"} <= linked
     assert len(readme) <= 15_500, len(readme)
     for name in ("style", "inpaint", "photo", "digits", "video", "register"):  # a picture for every task
-        assert f"--task {name}" in readme
+        start = readme.index(f"(`--task {name}`")
+        end = readme.find("(`--task ", start + 1)
+        pictures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", readme[start:end if end > 0 else None])
+        assert pictures and os.path.isfile(os.path.join(ROOT, pictures[0])), name
 
 
 def imports_of(path: str, modules: set[str]) -> set[str]:

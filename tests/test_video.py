@@ -14,7 +14,7 @@ from data import DataError
 from env import VideoEnv
 from losses import synthetic_flow, temporal_loss, visible, warp, warping_error
 from planner import VideoPlanner
-from video import camera_clip, load_video, read_flo, resize_video, save_gif, sintel_motion, write_flo
+from video import camera_clip, load_video, read_clip, read_flo, resize_video, save_gif, sintel_motion, write_flo
 
 TINY = ["--task", "video", "--vgg", "random", "--image-size", "32", "--num-envs", "2", "--batch-size", "2",
         "--total-steps", "6", "--max-episode-steps", "3", "--learning-starts", "2", "--test-steps", "2",
@@ -312,6 +312,13 @@ def test_train_and_evaluate_a_video(tmp_path):
     header = next(line for line in result.stdout.splitlines() if "temporal error" in line)
     table = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert header.split()[:3] == ["step", "temporal", "error"] and float(table[0][1]) < 1e-3
+    # step 1's error is E32 of the step-1 frames the run wrote, under the clip's true flow (8-bit frames: 2 %)
+    frames, flows, valid, names = read_clip("builtin", 32)
+    step1 = torch.stack([torch.from_numpy(np.asarray(Image.open(out / "video" / "step1" / f"{n}.png"), dtype=np.float32))
+                         .permute(2, 0, 1) / 255 for n in names])
+    assert not torch.allclose(step1, frames, atol=1e-2)  # the model changed the frames
+    assert float(table[1][1]) == pytest.approx(warping_error(step1[:-1], step1[1:], flows, valid).mean().item(),
+                                               rel=0.02)
     # bad input: one line
     (tmp_path / "one").mkdir()
     Image.new("RGB", (32, 32)).save(tmp_path / "one" / "a.png")
