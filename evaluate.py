@@ -19,6 +19,7 @@ s_t+1 = T(s_t, a_t); every intermediate state is a usable output.
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import functools
 import os
@@ -507,7 +508,10 @@ def load_networks(task: dict, state: dict, path: str, image_size: int) -> None:
                                                              f"--stop adaptive at the training size")
 
 
-def main(argv: list[str] | None = None) -> None:
+# ---------------------------------------------------------------- the command line
+def parse_command_line(argv: list[str] | None = None) -> tuple[argparse.Namespace, float]:
+    """evaluate.py's flags and their checks (a bad combination is a one-line error); returns the options and
+    --stop style-loss's threshold (0 otherwise)."""
     parser = Parser(description="Evaluate an RL-I2IT agent step by step.")
     parser.add_argument("--task", default=None, choices=list(PRESETS), help="task (default: the checkpoint's)")
     parser.add_argument("--checkpoint", default="", help="checkpoint.pt written by train.py, or its run folder")
@@ -543,11 +547,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{name}", default=None, help=f"override the run's --{name}")
     opts = parser.parse_args(argv)
     if opts.compare:
-        try:
-            print(compare(opts.compare))
-        except DataError as e:
-            sys.exit(f"error: {e}")
-        return
+        return opts, 0.0
     if bool(opts.checkpoint) == bool(opts.planner_weights or opts.actor_weights):
         parser.error("give either --checkpoint or both --planner-weights and --actor-weights")
     if not opts.checkpoint and not (opts.planner_weights and opts.actor_weights):
@@ -559,11 +559,11 @@ def main(argv: list[str] | None = None) -> None:
     if opts.baseline and (opts.video or opts.image or not opts.checkpoint):
         parser.error("--baseline compares two checkpoints on the held-out images (not with --image, --video or "
                      "released weights)")
+    threshold = 0.0
     if opts.stop:
         rule = opts.stop[0]
         if rule not in ("adaptive", "style-loss") or len(opts.stop) != (1 if rule == "adaptive" else 2):
             parser.error(f"--stop {' '.join(opts.stop)}: give 'adaptive' or 'style-loss X'")
-        threshold = 0.0
         if rule == "style-loss":
             try:
                 threshold = float(opts.stop[1])
@@ -585,6 +585,17 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--steps must be positive and --num-images not negative")
     if opts.image_size and (opts.image_size < 16 or opts.image_size % 4):
         parser.error(f"--image-size {opts.image_size}: must be a multiple of 4, at least 16")
+    return opts, threshold
+
+
+def main(argv: list[str] | None = None) -> None:
+    opts, threshold = parse_command_line(argv)
+    if opts.compare:
+        try:
+            print(compare(opts.compare))
+        except DataError as e:
+            sys.exit(f"error: {e}")
+        return
 
     try:
         if opts.checkpoint:
