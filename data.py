@@ -98,6 +98,13 @@ def resize_short_side(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(image[None], size=new, mode="bilinear", antialias=True, align_corners=False)[0]
 
 
+def crop_to_multiple(height: int, width: int, multiple: int = 4) -> tuple[slice, slice]:
+    """The centred crop of an H x W image to sides that are multiples of `multiple` (the plan is H/4 x W/4)."""
+    h, w = height // multiple * multiple, width // multiple * multiple
+    top, left = (height - h) // 2, (width - w) // 2
+    return slice(top, top + h), slice(left, left + w)
+
+
 def center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
     image = resize_short_side(image, size)
     h, w = image.shape[1:]

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from buffer import Field
 from losses import (STYLE_LAYERS, auxiliary_loss_digits, auxiliary_loss_inpaint, auxiliary_loss_photo,
-                    auxiliary_loss_style, compose, content_loss, dice, gram_matrix, mean_dice, overlap_weights, psnr,
-                    style_loss, synthetic_flow, temporal_loss, warp, warp_labels)
+                    auxiliary_loss_style, compose, content_loss, dice, gram_matrix, label_dice, overlap_weights, psnr,
+                    style_loss, synthetic_flow, temporal_loss, warp)
 from vgg import IMAGENET_MEAN, IMAGENET_STD, VGG16
 
 
@@ -173,13 +173,18 @@ class VideoEnv(StyleEnv):
 
     def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
         # a GRU state lies in (-1, 1); 8 bits with steps of 1/127 from -128/127, so that 0 (a reset) is exact
-        memory = Field((64, image_size // 4, image_size // 4), torch.uint8, -128 / 127, 1.0)
+        memory = Field((self.planner.memory_channels, image_size // 4, image_size // 4), torch.uint8, -128 / 127, 1.0)
         return {**super().buffer_fields(image_size, plan_shape), "memory": memory, "next_memory": memory}
 
     def reset(self, content: torch.Tensor) -> torch.Tensor:
         n, _, h, w = content.shape
-        self.memory = content.new_zeros(n, 64, h // 4, w // 4)  # h_0 = 0: the step-wise GRU starts afresh
+        self.memory = content.new_zeros(n, self.planner.memory_channels, h // 4, w // 4)  # h_0 = 0: a fresh GRU
         return super().reset(content)
+
+    def carry(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """After acting on s_t: the planner's new memory h_t+1 (its last feature) becomes s_t+1's; returned too."""
+        self.memory = features[-1].float()
+        return self.memory
 
     def extras(self) -> dict[str, torch.Tensor]:
         return {"content": self.content, "memory": self.memory}
@@ -431,8 +436,7 @@ class RegistrationEnv:
         """The Dice of the reward, (N,): E27 of the ink masks, or E33 of the warped k-means labels."""
         if not self.classes:
             return dice(moved > INK, self.fixed > INK)                                                # E27
-        return mean_dice(warp_labels(self.segments[:, 1:], self.field, self.classes), self.segments[:, :1],
-                         self.classes)                                                                 # E33
+        return label_dice(self.segments[:, 1:], self.segments[:, :1], self.field, self.classes)       # E33
 
     def extras(self) -> dict[str, torch.Tensor]:
         """Of the current state s_t: the original moving image and the field Omega_t."""

@@ -61,7 +61,7 @@ def rollout(planner: torch.nn.Module, actor: torch.nn.Module, env, source: torch
         else:
             action, frame_memory[k] = actor.step(dist.mean, features, frame_memory[k])
         if "memory" in extras:               # video: the planner's step-wise memory h_t+1, to s_t+1
-            env.memory = features[-1]
+            env.carry(features)
         states.append(env.step(action)[0])
     planner.train(), actor.train()
     if reward_head is not None:
@@ -228,11 +228,11 @@ def label_overlay(image: torch.Tensor, labels: torch.Tensor, reference: torch.Te
 def true_label_dice(fields: list[torch.Tensor], truth: dict) -> torch.Tensor:
     """Dice of the moving image's true labels warped by each field Omega_k against the fixed image's, mean over
     the fixed image's labels but the background (E33's mean_dice): (K + 1, N)."""
-    from losses import mean_dice, warp_labels
+    from losses import label_dice
 
     device = fields[0].device
     fixed_labels, moving_labels = truth["fixed_labels"].to(device), truth["moving_labels"].to(device)
-    return torch.stack([mean_dice(warp_labels(moving_labels, field), fixed_labels) for field in fields])
+    return torch.stack([label_dice(moving_labels, fixed_labels, field) for field in fields])
 
 
 def evaluate_register(task: dict, pairs: torch.Tensor, steps: list[int], grid_path: str, grid_rows: int = 6,
@@ -245,7 +245,7 @@ def evaluate_register(task: dict, pairs: torch.Tensor, steps: list[int], grid_pa
     its end-point error in pixels over the head. `truth`: true labels (and field) of the pairs [the test
     data's]. Grid: fixed | moving | steps | field Omega as a warped grid | labels (the moved image's true
     labels in colour over the fixed image, the fixed image's outlines in white)."""
-    from losses import end_point_error, folding_fraction, mean_dice, ncc, warp_labels
+    from losses import end_point_error, folding_fraction, label_dice, ncc, warp_labels
 
     env, truth = task["env"], truth or task["test_data"].truth
     states = rollout(task["planner"], task["actor"], env, pairs, max(steps))
@@ -256,8 +256,7 @@ def evaluate_register(task: dict, pairs: torch.Tensor, steps: list[int], grid_pa
     for k in [0, *steps]:
         field, dice = env.fields[k], dices[k]                                  # Omega_k
         row = {"step": k, "Dice": dice.mean().item(), "Dice std": dice.std().item(),
-               "k-means Dice": mean_dice(warp_labels(kmeans[:, 1:], field, env.classes), kmeans[:, :1],
-                                         env.classes).mean().item(),
+               "k-means Dice": label_dice(kmeans[:, 1:], kmeans[:, :1], field, env.classes).mean().item(),
                "folding %": 100 * folding_fraction(field).mean().item(),
                "NCC": ncc(states[k][:, 1:], states[k][:, :1]).mean().item()}
         if truth.get("field") is not None:
@@ -318,12 +317,11 @@ def stylise_photo(task: dict, photo: torch.Tensor, name: str, steps: list[int], 
     sides then cropped to a multiple of 4, as the plan is H/4 x W/4); writes one PNG per step k
     (`NAME_step<k>.png`) and the strip input | step k... | style (`NAME_steps.png`). Returns the per-step table
     and the files written."""
-    from data import resize_short_side
+    from data import crop_to_multiple, resize_short_side
 
     photo = resize_short_side(photo, size)                      # (3, H', W'), short side `size`
-    h, w = (n // 4 * 4 for n in photo.shape[1:])
-    top, left = (photo.shape[1] - h) // 2, (photo.shape[2] - w) // 2
-    photo = photo[None, :, top:top + h, left:left + w].clamp(0, 1).to(next(task["planner"].parameters()).device)
+    device = next(task["planner"].parameters()).device
+    photo = photo[None, :, *crop_to_multiple(*photo.shape[1:])].clamp(0, 1).to(device)  # (1, 3, H, W), H, W: 4k
     env = task["env"]
     states = rollout(task["planner"], task["actor"], env, photo, max(steps))
     table, files = [], []

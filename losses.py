@@ -314,7 +314,13 @@ def mean_dice(labels: torch.Tensor, reference: torch.Tensor, classes: int | None
         scores.append(dice(labels == c, reference == c))
         present.append((reference == c).flatten(1).any(1).float())
     scores, present = torch.stack(scores, 1), torch.stack(present, 1)           # (N, K - 1)
-    return (scores * present).sum(1) / present.sum(1).clamp_min(1)
+    return (scores * present).sum(1) / present.sum(1).clamp_min(1)  # E33: mean over the reference's labels
+
+
+def label_dice(moving: torch.Tensor, fixed: torch.Tensor, field: torch.Tensor, classes: int | None = None
+               ) -> torch.Tensor:
+    """E33 after registration: the moving image's labels warped by the field against the fixed image's: (N,)."""
+    return mean_dice(warp_labels(moving, field, classes), fixed, classes)
 
 
 def jacobian_determinant(field: torch.Tensor) -> torch.Tensor:
@@ -322,12 +328,12 @@ def jacobian_determinant(field: torch.Tensor) -> torch.Tensor:
     the border): (N, 1, H, W). 1 for the identity; at most 0 where the map folds (p + Omega(p) turns over)."""
     dx_dx, dx_dy = torch.gradient(field[:, 0], dim=(2, 1))    # channel 0 moves along x (columns)
     dy_dx, dy_dy = torch.gradient(field[:, 1], dim=(2, 1))
-    return ((1 + dx_dx) * (1 + dy_dy) - dx_dy * dy_dx)[:, None]
+    return ((1 + dx_dx) * (1 + dy_dy) - dx_dy * dy_dx)[:, None]  # E34: det(I + grad Omega)
 
 
 def folding_fraction(field: torch.Tensor) -> torch.Tensor:
     """E34: the share of pixels where the field folds (Jacobian determinant <= 0), per sample (N,)."""
-    return (jacobian_determinant(field) <= 0).flatten(1).float().mean(1)
+    return (jacobian_determinant(field) <= 0).flatten(1).float().mean(1)  # E34: share with det <= 0
 
 
 def ncc(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -161,7 +161,8 @@ class VideoPlanner(StylePlanner):
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__(in_channels)
-        self.step_gru = ConvGRUCell(64, 64)
+        self.memory_channels = 64                    # h_t: (B, 64, H/4, W/4)
+        self.step_gru = ConvGRUCell(64, self.memory_channels)
 
     def forward(self, state: torch.Tensor, memory: torch.Tensor | None = None
                 ) -> tuple[PlanDistribution, list[torch.Tensor]]:

@@ -100,7 +100,7 @@ def collect(args: Args, task: dict, buffer: ReplayBuffer, state: torch.Tensor, r
         action = actor(plan, features).float()                           # A1.6: a_t = mu(s_t, p_t), E1
     planner.train(), actor.train()
     if "memory" in extras:                                               # video: the planner's step-wise memory
-        extras["next_memory"] = env.memory = features[-1].float()        # h_t+1, carried to s_t+1
+        extras["next_memory"] = env.carry(features)                      # h_t+1, carried to s_t+1
     next_state, reward, done = env.step(action)                          # A1.7: s_t+1, r_t, d_t
     transition = env.pack(dict(state=state, plan=plan, reward=reward, next_state=next_state, done=done,
                                **extras))                                # what D keeps: nothing rebuildable twice

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from data import IMAGE_EXTENSIONS, DataError, builtin_photo, load_image, resize_short_side, to_rgb_array
+from data import (IMAGE_EXTENSIONS, DataError, builtin_photo, crop_to_multiple, load_image, resize_short_side,
+                  to_rgb_array)
 from losses import visible, warp
 
 FLO_MAGIC = 202021.25  # the first four bytes of every .flo file, as a float32
@@ -111,9 +112,7 @@ def resize_video(frames: torch.Tensor, flows: torch.Tensor | None, valid: torch.
         flows = F.interpolate(flows, size=new, mode="bilinear", align_corners=False)
         flows = flows * torch.tensor([new[1] / w, new[0] / h]).view(1, 2, 1, 1)  # pixels of the new size
         valid = (F.interpolate(valid, size=new, mode="bilinear", align_corners=False) > 0.99).float()
-    ch, cw = new[0] // 4 * 4, new[1] // 4 * 4
-    top, left = (new[0] - ch) // 2, (new[1] - cw) // 2
-    crop = (..., slice(top, top + ch), slice(left, left + cw))
+    crop = (..., *crop_to_multiple(*new))
     if flows is not None:
         flows, valid = flows[crop], valid[crop] * visible(flows[crop])  # pixels leaving the crop are not valid
     return frames[crop].clamp(0, 1), flows, valid
