@@ -322,6 +322,7 @@ def stylise_photo(task: dict, photo: torch.Tensor, name: str, steps: list[int], 
     photo = resize_short_side(photo, size)                      # (3, H', W'), short side `size`
     device = next(task["planner"].parameters()).device
     photo = photo[None, :, *crop_to_multiple(*photo.shape[1:])].clamp(0, 1).to(device)  # (1, 3, H, W), H, W: 4k
+    h, w = photo.shape[-2:]
     env = task["env"]
     states = rollout(task["planner"], task["actor"], env, photo, max(steps))
     table, files = [], []

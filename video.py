@@ -23,7 +23,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from data import (IMAGE_EXTENSIONS, DataError, builtin_photo, crop_to_multiple, load_image, resize_short_side,
                   to_rgb_array)
-from losses import visible, warp
+from losses import visible
 
 FLO_MAGIC = 202021.25  # the first four bytes of every .flo file, as a float32
 

@@ -226,8 +226,6 @@ def test_rollout_video_carries_the_frame_memory_per_step_index_and_resets_it_bef
 def test_updates_run_the_planner_on_each_state_with_its_own_memory():
     """train.update: s_t with h_t (E6, E9, the temporal term) and s_t+1 with h_t+1 (E4); a swap of
     memory(batch) and memory(batch, "next_memory") would pair a state with the other state's memory."""
-    import functools
-
     import train
     from config import Args
     from critic import Critic
