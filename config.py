@@ -206,8 +206,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
 @functools.lru_cache(maxsize=None)
 def resolve_amp(choice: str | bool, device_type: str) -> tuple[bool, str]:
     """--amp: (bfloat16 autocast on?, why). `auto` asks the hardware; checkpoints of older runs hold a bool."""
-    if choice in ("on", True) or choice in ("off", False):
-        return choice in ("on", True), f"--amp {'on' if choice in ('on', True) else 'off'}"
+    if choice in ("on", "off", True, False):
+        on = choice in ("on", True)
+        return on, f"--amp {'on' if on else 'off'}"
     native = torch.cuda.is_bf16_supported() if device_type == "cuda" else torch.ops.mkldnn._is_mkldnn_bf16_supported()
     return native, f"auto: this {'GPU' if device_type == 'cuda' else 'CPU'} has {'' if native else 'no '}native bfloat16"
 

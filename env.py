@@ -70,7 +70,8 @@ class StyleEnv:
 
     E10: s_0 = content image, s_t+1 = a_t (the actor's full image, clamped to valid pixels): the paper's
     transition (`residual=False`). E10b (ours, `residual=True`): s_t+1 = s_t + a_t, the action a change
-    of the state, with an actor whose last layer starts at zero, so that the first steps keep the photo.
+    of the state, with an actor whose last layer starts at zero, so that the first steps keep the photo;
+    E10c (`step_size` eps > 0): s_t+1 = s_t + eps tanh(a_t), each step bounded.
     E11: r_t = -kappa * L_ST(s_t+1, style). No terminal state: episodes end at T_max.
     """
 
@@ -111,7 +112,7 @@ class StyleEnv:
 
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        self.state = normalize(denormalize(self.next_image(self.state, action)))  # E10 / E10b, kept to valid pixels
+        self.state = normalize(denormalize(self.next_image(self.state, action)))  # E10, E10b or E10c; valid pixels
         reward = -self.kappa * style_loss(self.vgg(self.state), self.style_grams)  # E11, (N,)
         done = torch.zeros_like(reward)  # the style task has no terminal state
         return self.state, reward, done
@@ -131,7 +132,7 @@ class StyleEnv:
 
     def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """E14 on a replayed minibatch, on the image the action makes (a_t, or s_t + a_t by E10b): content
+        """E14 on a replayed minibatch, on the image the action makes (`next_image`: a_t, or s_t + a_t): content
         against the episode's *original* content image x and, with `step_anchor` > 0, against the step's
         input s_t (E14b)."""
         with torch.no_grad():
