@@ -168,6 +168,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
         parser.error(f"--image-size {args.image_size}: must be at least 16")
     if args.task in ("style", "video", "register") and args.image_size % 4:
         parser.error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
+    if args.transition == "paper" and "step_size" not in given:
+        args.step_size = 0.0  # the preset's bound is for its residual step; E10 has none
     if args.step_size < 0 or (args.step_size > 0 and args.transition != "residual"):
         parser.error(f"--step-size {args.step_size}: must not be negative, and bounds only --transition residual")
     try:
