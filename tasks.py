@@ -25,7 +25,7 @@ from vgg import load_vgg16
 # (bfloat16 where the hardware has it) except in the CPU presets whose tables were not yet measured with it.
 PRESETS = {
     "style": {
-        "cpu": dict(image_size=64, num_envs=8, batch_size=8, total_steps=900, max_episode_steps=5, test_steps=5,
+        "cpu": dict(image_size=64, num_envs=8, batch_size=8, total_steps=900, max_episode_steps=4, test_steps=4,
                     lr=2e-3, critic_lr=1e-4, learning_starts=32, buffer_size=3000, kappa=1e4, style_weight=3e4,
                     init_log_alpha=-5.0, save_every=20, transition="residual", step_size=0.5, style_size=128),
         "cuda": dict(image_size=256, num_envs=16, batch_size=8, total_steps=40000, learning_starts=1000),
