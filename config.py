@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from losses import layer_weights
 from tasks import PRESETS
 
 STYLE, GAN, FIELD = ("style", "video"), ("inpaint", "photo"), ("digits", "register")
@@ -173,10 +174,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
     if args.step_size < 0 or (args.step_size > 0 and args.transition != "residual"):
         parser.error(f"--step-size {args.step_size}: must not be negative, and bounds only --transition residual")
     try:
-        weights = [float(w) for w in args.style_layer_weights.split(",")]
+        layer_weights(args.style_layer_weights)
     except ValueError:
-        weights = []
-    if len(weights) != 4 or min(weights) < 0:
         parser.error(f"--style-layer-weights {args.style_layer_weights}: give four non-negative numbers, e.g. 1,4,16,64")
     if args.style_size and args.style_size < 16:
         parser.error(f"--style-size {args.style_size}: must be at least 16 (or 0: the image size)")

@@ -494,17 +494,18 @@ def load_networks(task: dict, state: dict, path: str, image_size: int) -> None:
         raise DataError(f"{path}: its networks do not fit --image-size {image_size} (trained at {trained_at})") from None
     # The reward head is used by --stop adaptive alone; its layers depend on the image size, so a head that
     # does not fit (or none, in checkpoints written before adaptive stopping) is an error only there.
-    task["no_reward_head"] = None
+    why = None
     if task["reward_head"] is None or "reward_head" not in state:
-        task["reward_head"], task["no_reward_head"] = None, ("no reward head in it (written before adaptive "
-                                                             "stopping); train the run again to use --stop adaptive")
-        return
-    try:
-        task["reward_head"].load_state_dict(state["reward_head"])
-    except RuntimeError:
-        task["reward_head"], task["no_reward_head"] = None, (f"its reward head does not fit --image-size "
-                                                             f"{image_size} (trained at {trained_at}): use "
-                                                             f"--stop adaptive at the training size")
+        why = "no reward head in it (written before adaptive stopping); train the run again to use --stop adaptive"
+    else:
+        try:
+            task["reward_head"].load_state_dict(state["reward_head"])
+        except RuntimeError:
+            why = (f"its reward head does not fit --image-size {image_size} (trained at {trained_at}): use --stop "
+                   "adaptive at the training size")
+    if why:
+        task["reward_head"] = None
+    task["no_reward_head"] = why
 
 
 # ---------------------------------------------------------------- the command line

@@ -72,6 +72,14 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return f @ f.transpose(1, 2) / (c * h * w)        # (B, C, C)
 
 
+def layer_weights(text: str) -> tuple[float, ...]:
+    """E14c's w_l from `--style-layer-weights` "w1,w2,w3,w4" (one per STYLE_LAYERS); ValueError if not that."""
+    weights = tuple(float(w) for w in text.split(","))
+    if len(weights) != len(STYLE_LAYERS) or min(weights) < 0:
+        raise ValueError(text)
+    return weights
+
+
 def style_terms(features: VGGFeatures, style_grams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """E13's term of each layer l, MSE(Gram(phi_l(x)), Gram(phi_l(style))) per sample: {l: (B,)}."""
     return {name: (gram_matrix(getattr(features, name)) - style_grams[name]).pow(2).mean((1, 2))  # (B, C, C) -> (B,)

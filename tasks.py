@@ -15,6 +15,7 @@ from critic import Critic, RewardHead
 from data import (ContentImages, DigitPairs, FaceImages, PairedImages, load_style_image, make_edges2photo)
 from discriminator import Discriminator
 from env import InpaintEnv, PhotoEnv, RegistrationEnv, StyleEnv, VideoEnv
+from losses import layer_weights
 from planner import ConvPlanner, StylePlanner, VideoPlanner
 from registration import RegistrationPairs
 from vgg import load_vgg16
@@ -103,7 +104,7 @@ def build(args, device: torch.device) -> dict:
         style = load_style_image(args.style_image or None, args.style_size or size).to(device)
         planner, actor = networks(args)  # after the VGG, as before: the seeded initialisation is unchanged
         options = dict(residual=args.transition == "residual", step_size=args.step_size,  # E10b, E10c, E14c
-                       layer_weights=tuple(float(w) for w in args.style_layer_weights.split(",")))
+                       layer_weights=layer_weights(args.style_layer_weights))
         if args.task == "style":
             env = StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight, args.step_anchor, **options)
         else:  # the temporal term (E31) runs the networks on a synthetic next frame
