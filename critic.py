@@ -83,14 +83,16 @@ def target_copy(critic: Critic) -> Critic:
 
 
 class RewardHead(nn.Module):
-    """Adaptive stopping (ours, README E35, E36): r-hat_eta(s_t, p_t), the reward of the step from s_t with
-    plan p_t, predicted from state and plan: one small Q-network (width 8) regressed on the rewards stored
-    in D. It is not a critic (no bootstrap, no discount) and shares no gradient with planner, actor or
-    critics. At inference it tells whether another step is worth taking, without the target."""
+    """Adaptive stopping (ours, README E35, E36): r-hat_eta(s), the reward a step earns by reaching the state
+    s, predicted from s alone: one small Q-network (width 8, no plan input) regressed on the next states and
+    rewards stored in D. Every task's reward is a score of the state reached (minus its style loss, its
+    PSNR, its Dice), so r-hat is a quality estimate of a state that needs no target; which plan led there,
+    sampled in training or the mean at inference, does not enter. It is not a critic (no bootstrap, no
+    discount) and shares no gradient with planner, actor or critics."""
 
-    def __init__(self, state_channels: int, image_size: int, plan_shape: tuple[int, ...], width: int = 8) -> None:
+    def __init__(self, state_channels: int, image_size: int, width: int = 8) -> None:
         super().__init__()
-        self.net = QNetwork(state_channels, image_size, plan_shape, width, max_width=8 * width)
+        self.net = QNetwork(state_channels, image_size, (0,), width, max_width=8 * width)  # a plan of size 0
 
-    def forward(self, state: torch.Tensor, plan: torch.Tensor) -> torch.Tensor:
-        return self.net(state, plan)                      # (B,)
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.net(state, state.new_zeros(len(state), 0))  # (B,)

@@ -46,7 +46,8 @@ def rollout(planner: torch.nn.Module, actor: torch.nn.Module, env, source: torch
             predicted: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """States s_0 ... s_steps with the plan mean (no exploration): a list of (N, C, H, W). Video networks also
     take `frame_memory`, the actor's frame-wise memory of each step index, which is read and replaced. With
-    `reward_head`, r-hat(s_t, p_t) of every step is appended to `predicted` (adaptive stopping, E36)."""
+    `reward_head`, r-hat(s_t+1) of every step's new state is appended to `predicted` (adaptive stopping, E36):
+    predicted[t] is the reward the step from s_t earns, as the head scores the state it reached."""
     planner.eval(), actor.eval()
     if reward_head is not None:
         reward_head.eval()
@@ -54,8 +55,6 @@ def rollout(planner: torch.nn.Module, actor: torch.nn.Module, env, source: torch
     for k in range(steps):
         extras = env.extras()
         dist, features = planner(states[-1], *memory(extras))
-        if reward_head is not None:
-            predicted.append(reward_head(states[-1], dist.mean))  # the reward expected from this step, (N,)
         if frame_memory is None:
             action = actor(dist.mean, features)  # E1 at inference: p_t = m_psi(s_t)
         else:
@@ -63,6 +62,8 @@ def rollout(planner: torch.nn.Module, actor: torch.nn.Module, env, source: torch
         if "memory" in extras:               # video: the planner's step-wise memory h_t+1, to s_t+1
             env.carry(features)
         states.append(env.step(action)[0])
+        if reward_head is not None:
+            predicted.append(reward_head(states[-1]))  # r-hat(s_t+1): the reward of the step just taken, (N,)
     planner.train(), actor.train()
     if reward_head is not None:
         reward_head.train()
@@ -502,7 +503,9 @@ def load_networks(task: dict, state: dict, path: str, image_size: int) -> None:
             task["reward_head"].load_state_dict(state["reward_head"])
         except RuntimeError:
             why = (f"its reward head does not fit --image-size {image_size} (trained at {trained_at}): use --stop "
-                   "adaptive at the training size")
+                   "adaptive at the training size") if image_size != trained_at else (
+                   "its reward head is the older r-hat(s_t, p_t) (before 2026-12-01), not the state's r-hat(s); "
+                   "train the run again to use --stop adaptive")
     if why:
         task["reward_head"] = None
     task["no_reward_head"] = why

@@ -358,5 +358,6 @@ def end_point_error(field: torch.Tensor, true_field: torch.Tensor, mask: torch.T
 
 # ---------------------------------------------------------------- adaptive stopping (E35, ours)
 def reward_head_loss(predicted: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
-    """E35: J(eta) = E_D[(r-hat_eta(s_t, p_t) - r_t)^2], the stored reward r_t of each replayed transition."""
+    """E35: J(eta) = E_D[(r-hat_eta(s_t+1) - r_t)^2]: the stored reward r_t of each replayed transition, from the
+    state s_t+1 it reached."""
     return F.mse_loss(predicted, reward)  # E35

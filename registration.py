@@ -136,10 +136,13 @@ class RegistrationPairs:
         return self.sample_of(*self.choose(n, generator))
 
     def fixed(self, n: int) -> torch.Tensor:
-        """The first n of one fixed list of held-out pairs (as many as there are subjects); their true
-        labels and fields in `truth`. Any n gives a prefix of the same list."""
-        fixed, moving = self.choose(max(n, len(self.sources)), torch.Generator().manual_seed(0))
-        fixed, moving = fixed[:n], moving[:n]
+        """The first n of one fixed list of held-out pairs, every subject exactly once as the moving image
+        (against the atlas, or with --pair-mode subject against the next subject by name, so each is also
+        fixed once); their true labels and fields in `truth`. Any n gives a prefix of the same list."""
+        if not 1 <= n <= len(self.sources):
+            raise ValueError(f"{n} held-out pairs asked for; there are {len(self.sources)} subjects")
+        moving = torch.arange(n)
+        fixed = torch.full((n,), -1) if self.mode == "atlas" else (moving + 1) % len(self.sources)
         labels = torch.cat([self.atlas[1], self.subjects[1]])
         self.truth = {"fixed_labels": labels[fixed + 1], "moving_labels": labels[moving + 1], "field": None}
         if self.atlas[2] is not None:  # moving = atlas(p + u_m(p)), fixed = atlas(p + u_f(p)) (u = 0: the atlas)

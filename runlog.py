@@ -108,6 +108,12 @@ def read_checkpoint(path: str) -> dict:
     return state
 
 
+def fits(module: torch.nn.Module, stored: dict) -> bool:
+    """Whether a stored state dict has the module's names and shapes."""
+    own = module.state_dict()
+    return own.keys() == stored.keys() and all(own[k].shape == stored[k].shape for k in own)
+
+
 def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, generators: dict[str, torch.Generator],
                     buffer: ReplayBuffer | None = None) -> tuple[int, int, int]:
     """Restores what save_checkpoint wrote (the buffer only if the checkpoint holds one); returns
@@ -117,6 +123,10 @@ def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, generator
         if k.startswith("reward_head") and k not in state:  # written before adaptive stopping: the head starts afresh
             if k == "reward_head":
                 print(f"{path}: no reward head in it (an older checkpoint); the reward head starts untrained")
+            continue
+        if k.startswith("reward_head") and not fits(modules["reward_head"], state["reward_head"]):
+            if k == "reward_head":  # the older r-hat(s_t, p_t), before 2026-12-01: the state's r-hat(s) starts afresh
+                print(f"{path}: its reward head is the older r-hat(s_t, p_t); the reward head r-hat(s) starts untrained")
             continue
         module.load_state_dict(state[k])  # optimiser states are moved to their parameters' device
     with torch.no_grad():

@@ -1,13 +1,15 @@
 """Adaptive stopping (ours; the paper's named future work): how many steps each image gets (README E35, E36).
 
-Training already stores every transition's reward r_t in D. A small reward head r-hat_eta(s_t, p_t)
-(`critic.RewardHead`) learns to predict it from the state and the plan (E35, `losses.reward_head_loss`,
-trained in `train.update` on the critic's minibatch, with its own optimiser and no gradient to anything
-else). Every task's reward is the quality of the state a step reaches (PSNR, Dice, minus the style loss),
-so r-hat(s_t, p_t) - r-hat(s_t-1, p_t-1) is the gain the agent expects from taking step t + 1 after step t.
+Training already stores every transition's reward r_t in D, and every task's reward is a score of the state
+the step reaches (minus the style loss, PSNR, Dice). A small reward head r-hat_eta(s) (`critic.RewardHead`)
+learns that score from the state alone (E35, `losses.reward_head_loss`: r-hat(s_t+1) against r_t, trained in
+`train.update` on the critic's minibatch, with its own optimiser and no gradient to anything else). The head
+answers one question, "how good is this state?", the same in training (states the sampled plans reached) and
+at inference (states the plan mean reaches); no plan is among its inputs.
 
-E36: after step t >= 1, stop when r-hat(s_t, p_t) <= r-hat(s_t-1, p_t-1) (no gain expected), else go on,
-     up to `max_steps`. Step 1 is always taken; nothing here needs the target image.
+E36: from s_t (t >= 1) the step to s_t+1 is computed; if r-hat(s_t+1) <= r-hat(s_t) (no gain expected) the
+     image stops at s_t, else it goes on, up to `max_steps`. Step 1 is always taken; nothing here needs the
+     target image. Deciding to stop at t costs one look-ahead step (s_t+1, computed and discarded).
 
 Style transfer has no target but its metric needs none either: `threshold_stop` stops when the style loss,
 computed after each step, falls below a degree the user asks for (`--stop style-loss X`).
@@ -21,8 +23,9 @@ import torch
 
 
 def adaptive_stop(predicted: torch.Tensor, max_steps: int) -> torch.Tensor:
-    """E36 on the reward head's predictions (K, N), K >= max_steps, predicted[t] = r-hat(s_t, p_t): the step
-    each image stops at, (N,), int64 in 1 ... max_steps: the first t >= 1 with predicted[t] <= predicted[t-1]."""
+    """E36 on the reward head's predictions (K, N), K >= max_steps, predicted[t] = r-hat(s_t+1), the reward of
+    the step from s_t: the step each image stops at, (N,), int64 in 1 ... max_steps: the first t >= 1 with
+    predicted[t] <= predicted[t-1], i.e. r-hat(s_t+1) <= r-hat(s_t)."""
     if max_steps < 1 or len(predicted) < max_steps:
         raise ValueError(f"max_steps {max_steps}: needs 1 <= max_steps <= {len(predicted)} predictions")
     stop = torch.full(predicted.shape[1:], max_steps, dtype=torch.long, device=predicted.device)

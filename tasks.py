@@ -148,5 +148,5 @@ def build(args, device: torch.device) -> dict:
     task["critic"] = Critic(STATE_CHANNELS[args.task], size, task["plan_shape"]).to(device) if args.rl == "on" else None
     with torch.random.fork_rng(devices=[]):  # its own seed: every other network's numbers stay as they were without it
         torch.manual_seed(args.seed + 1)
-        task["reward_head"] = RewardHead(STATE_CHANNELS[args.task], size, task["plan_shape"]).to(device)  # E35, E36
+        task["reward_head"] = RewardHead(STATE_CHANNELS[args.task], size).to(device)  # E35, E36
     return task

@@ -232,9 +232,9 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
 
 def update_reward_head(batch: dict, m: dict, amp) -> torch.Tensor:
     """Adaptive stopping (ours, not in Algorithm 1): the reward head by E35 on the same minibatch, its own
-    loss and optimiser; states and plans come from D, so nothing flows back into planner, actor or critics."""
+    loss and optimiser; the states come from D, so nothing flows back into planner, actor or critics."""
     with amp():
-        loss_head = reward_head_loss(m["reward_head"](batch["state"], batch["plan"]), batch["reward"])  # E35
+        loss_head = reward_head_loss(m["reward_head"](batch["next_state"]), batch["reward"])  # E35: r-hat(s_t+1) ~ r_t
     m["reward_head_opt"].zero_grad()
     loss_head.backward()
     m["reward_head_opt"].step()

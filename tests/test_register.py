@@ -112,8 +112,8 @@ def test_phantom_labels_match_its_regions():
 
 
 def test_builtin_pairs_and_their_true_field():
-    train = RegistrationPairs(None, "train", 32, classes=3, subjects=8)
-    test = RegistrationPairs(None, "test", 32, classes=3, subjects=8)
+    train = RegistrationPairs(None, "train", 32, classes=3, subjects=16)
+    test = RegistrationPairs(None, "test", 32, classes=3, subjects=16)   # 4 held-out subjects
     assert not torch.equal(train.subjects[0][:2], test.subjects[0][:2])          # other deformations
     batch = train.sample(5, torch.Generator().manual_seed(0))
     assert batch.shape == (5, 4, 32, 32) and 0 <= batch[:, :2].min() and batch[:, :2].max() <= 1
@@ -137,6 +137,25 @@ def write_subject(folder, image=None, labels=None, shape=(20, 24)):
     labels = rng.integers(0, 4, shape) if labels is None else labels
     for name, array in (("slice_norm.nii.gz", image), ("slice_seg24.nii.gz", labels)):
         nibabel.save(nibabel.Nifti1Image(np.asarray(array, dtype=np.float32), np.eye(4)), str(folder / name))
+
+
+def test_held_out_pairs_use_every_subject_once():
+    """Issue 26: the held-out list was drawn with replacement (40 pairs, 29 subjects). Now every held-out
+    subject is the moving image exactly once; with --pair-mode subject each is also the fixed image once."""
+    atlas = RegistrationPairs(None, "test", 32, classes=3, subjects=40)       # 10 held-out subjects
+    pairs = atlas.fixed(10)
+    subject_images = atlas.subjects[0]
+    moving = [int((subject_images - p[1]).abs().flatten(1).sum(1).argmin()) for p in pairs]
+    assert sorted(moving) == list(range(10))                                   # each subject once
+    assert all(torch.equal(p[0], atlas.atlas[0][0, 0]) for p in pairs)        # against the atlas
+    assert torch.equal(atlas.truth["moving_labels"], atlas.subjects[1])
+    subject = RegistrationPairs(None, "test", 32, classes=3, mode="subject", subjects=40)
+    pairs = subject.fixed(10)
+    fixed = [int((subject_images - p[0]).abs().flatten(1).sum(1).argmin()) for p in pairs]
+    moving = [int((subject_images - p[1]).abs().flatten(1).sum(1).argmin()) for p in pairs]
+    assert sorted(fixed) == sorted(moving) == list(range(10)) and all(f != m for f, m in zip(fixed, moving))
+    with pytest.raises(ValueError, match="10 subjects"):
+        atlas.fixed(11)
 
 
 def test_the_dice_column_uses_the_true_labels(tmp_path):

@@ -1,5 +1,7 @@
 """Adaptive stopping (E35, E36, ours): the rule on hand-built predictions, the threshold rule, the table, the
 reward head's isolation from the rest of the update, and evaluate.py --stop end to end with its bad flags."""
+import contextlib
+import copy
 import csv
 
 import pytest
@@ -13,20 +15,18 @@ from losses import reward_head_loss
 from stopping import adaptive_stop, agreement, stopping_table, threshold_stop
 from test_digits import TINY as TINY_DIGITS
 from test_register import TINY as TINY_REGISTER
-from test_update import PLAN, SIZE, Replayed, agent, batch, snapshot
+from test_update import SIZE, Replayed, agent, batch, snapshot
 
 
 class Counting(torch.nn.Module):
-    """A stand-in for the agent and its environment, whose states are known: s_t is the constant image t."""
+    """A stand-in for the planner and its environment, whose states are known: s_t is the constant image t."""
 
-    def __init__(self, peak: float) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.peak, self.state = peak, None
+        self.state = None
 
-    def forward(self, state, plan=None):  # as planner (state) and as reward head (state, plan)
-        if plan is None:
-            return torch.distributions.Normal(state.mean((1, 2, 3)), 1.0), []
-        return -(state.mean((1, 2, 3)) - self.peak) ** 2  # r-hat(s_t, p_t): the best state is s_peak
+    def forward(self, state):  # as planner
+        return torch.distributions.Normal(state.mean((1, 2, 3)), 1.0), []
 
     def reset(self, source):
         self.state = torch.zeros_like(source)
@@ -40,28 +40,40 @@ class Counting(torch.nn.Module):
         return self.state, None, None
 
 
+class Quality(torch.nn.Module):
+    """A reward head set by hand: r-hat(s) = -(t - peak)^2 on the state s_t, the best state is s_peak."""
+
+    def __init__(self, peak: float) -> None:
+        super().__init__()
+        self.peak = peak
+
+    def forward(self, state):
+        return -(state.mean((1, 2, 3)) - self.peak) ** 2
+
+
 class Echo(torch.nn.Module):
     def forward(self, plan, features):  # the actor: the environment ignores its action
         return plan
 
 
-@pytest.mark.parametrize("peak, expected", [(2.0, 3), (0.0, 1), (9.0, 5)])
+@pytest.mark.parametrize("peak, expected", [(2.0, 2), (0.0, 1), (3.0, 3), (9.0, 5)])
 def test_the_rule_end_to_end_scores_each_state_with_its_own_prediction(peak, expected):
-    """evaluate.rollout with a reward head set by hand: predicted[t] must be r-hat of s_t (an off-by-one to s_t+1
-    would stop one step early), and E36 stops at the first t >= 1 that is no better than t - 1."""
+    """evaluate.rollout with a reward head set by hand: predicted[t] must be r-hat of s_t+1, the state the step
+    from s_t reached (an off-by-one to s_t would stop one step late), and E36 stops at s_t for the first t >= 1
+    whose next state is no better: at the best state itself (never before step 1, never past 5)."""
     from evaluate import rollout
 
-    agent, predicted = Counting(peak), []
-    states = rollout(agent, Echo(), agent, torch.zeros(2, 3, 4, 4), 5, reward_head=agent,
+    agent, predicted = Counting(), []
+    states = rollout(agent, Echo(), agent, torch.zeros(2, 3, 4, 4), 5, reward_head=Quality(peak),
                      predicted=predicted)
     assert [s.mean().item() for s in states] == [0, 1, 2, 3, 4, 5]
-    assert torch.stack(predicted)[:, 0].tolist() == [-(t - peak) ** 2 for t in range(5)]
+    assert torch.stack(predicted)[:, 0].tolist() == [-(t + 1 - peak) ** 2 for t in range(5)]
     assert adaptive_stop(torch.stack(predicted), 5).tolist() == [expected, expected]
 
 
 def test_adaptive_stop_at_the_first_step_not_expected_to_gain():
-    predicted = torch.tensor([[1.0, 1.0, 1.0, 9.0],    # r-hat(s_0, p_0)
-                              [2.0, 0.5, 2.0, 1.0],    # r-hat(s_1, p_1)
+    predicted = torch.tensor([[1.0, 1.0, 1.0, 9.0],    # r-hat(s_1), the step from s_0
+                              [2.0, 0.5, 2.0, 1.0],    # r-hat(s_2), the step from s_1
                               [3.0, 0.7, 3.0, 1.0],
                               [2.5, 0.9, 4.0, 1.0],
                               [4.0, 1.1, 5.0, 1.0]])   # (K = 5, N = 4)
@@ -109,7 +121,7 @@ def test_the_reward_head_learns_from_its_own_loss_only():
         args, m, log_alpha, target_entropy = agent(planner_every=1)
         if with_head:
             with torch.random.fork_rng(devices=[]):                      # as tasks.build: no draw of the others'
-                head = RewardHead(6, SIZE, (PLAN,))
+                head = RewardHead(6, SIZE)
             m.update(reward_head=head, reward_head_opt=torch.optim.Adam(head.parameters(), 1e-3))
             before = snapshot(head)
         out = train.update(args, {"env": Replayed()}, Replayed(), m, log_alpha, target_entropy, 2, None, False)
@@ -124,9 +136,22 @@ def test_the_reward_head_learns_from_its_own_loss_only():
     # the head's gradient is that of E35 alone
     head.zero_grad()
     b = batch()
-    reward_head_loss(head(b["state"], b["plan"]), b["reward"]).backward()
+    reward_head_loss(head(b["next_state"]), b["reward"]).backward()
     assert all(p.grad is not None for p in head.parameters())
     assert out["head_loss"] > 0
+
+
+def test_the_reward_head_learns_the_score_of_the_state_reached():
+    """E35 as train.update_reward_head runs it: r-hat(s_t+1) regressed on r_t, the state the stored step reached
+    (not s_t, which a step has not yet changed, and no plan): one SGD step equals one by hand."""
+    torch.manual_seed(0)
+    head = RewardHead(6, SIZE)
+    twin, b = copy.deepcopy(head), batch()
+    train.update_reward_head(b, {"reward_head": head, "reward_head_opt": torch.optim.SGD(head.parameters(), 0.1)},
+                             contextlib.nullcontext)
+    reward_head_loss(twin(b["next_state"]), b["reward"]).backward()
+    for p, q in zip(head.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q - 0.1 * q.grad)
 
 
 def stops(folder):
