@@ -4,6 +4,7 @@
     python benchmark.py throughput --device cuda --amp --channels-last
     python benchmark.py memory         # replay-buffer bytes per transition at paper scale, vs float32 states
     python benchmark.py sizes          # parameters and FLOPs per image, every task, and pix2pix's U-Net
+    python benchmark.py ranks --tasks digits --ranks 1 2   # train.py alone against torchrun with 2 processes
 
 Throughput runs each task in a fresh process, so that its peak memory is its own, with the task's
 preset for the device. Collection is acting and stepping the environments and adding
@@ -33,11 +34,14 @@ from __future__ import annotations
 import argparse
 import csv
 import functools
+import json
 import multiprocessing
 import os
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 
@@ -361,11 +365,43 @@ def memory_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def ranks_table(tasks: list[str], ranks: list[int], device: str, steps: int) -> list[dict]:
+    """train.py for `steps` steps as one process (plain python) and under torchrun with K processes: env steps/s
+    (all ranks' transitions) and updates/s over the second half of the run, from its progress.csv."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    rows = []
+    for task_name in tasks:
+        for k in ranks:
+            launch = [sys.executable] if k == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                      f"--nproc_per_node={k}"]
+            with tempfile.TemporaryDirectory() as tmp:
+                result = subprocess.run([*launch, os.path.join(root, "train.py"), "--task", task_name, "--device", device,
+                                         "--total-steps", str(steps), "--test-steps", "1", "--run-dir", tmp, "--name", "b",
+                                         "--no-progress"], cwd=root, capture_output=True, text=True)
+                if result.returncode != 0:
+                    sys.exit(f"benchmark.py: error: --task {task_name} with {k} process(es) failed: "
+                             f"{(result.stderr.strip().splitlines() or ['?'])[-1]}")
+                with open(os.path.join(tmp, "b", "progress.csv"), newline="") as f:
+                    log = list(csv.DictReader(f))
+                with open(os.path.join(tmp, "b", "config.json")) as f:
+                    num_envs = json.load(f)["num_envs"]
+            first, last = log[len(log) // 2], log[-1]
+            seconds = float(last["seconds"]) - float(first["seconds"])
+            rows.append({"task": task_name, "device": device, "processes": k, "threads each": 1 if k > 1 else
+                         torch.get_num_threads(), "envs each": num_envs,
+                         "env steps/s": round(k * num_envs * (int(last["step"]) - int(first["step"])) / seconds, 1),
+                         "updates/s": round((int(last["updates"]) - int(first["updates"])) / seconds, 2)})
+            print(rows[-1])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["throughput", "memory", "sizes"],
+    parser.add_argument("what", choices=["throughput", "memory", "sizes", "ranks"],
                         help="throughput: steps and updates a second; memory: replay buffer at paper scale; "
-                             "sizes: parameters and FLOPs against pix2pix")
+                             "sizes: parameters and FLOPs against pix2pix; ranks: one process against torchrun's K")
+    parser.add_argument("--ranks", nargs="+", type=int, default=[1, 2], help="ranks: numbers of processes")
+    parser.add_argument("--steps", type=int, default=200, help="ranks: train.py --total-steps of each run")
     parser.add_argument("--tasks", nargs="+", default=["style", "inpaint", "photo", "digits"],
                         choices=["style", "video", "inpaint", "photo", "digits", "register"])
     parser.add_argument("--envs", nargs="+", type=int, default=[1, 16], help="numbers of environments to run")
@@ -389,6 +425,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, "benchmark.py: error: --envs must be at least 1 and --seconds positive\n")
     device = "cuda" if opts.device == "auto" and torch.cuda.is_available() else "cpu" if opts.device == "auto" \
         else opts.device
+    if opts.what == "ranks":
+        if min(opts.ranks) < 1 or opts.steps < 2:
+            parser.exit(2, "benchmark.py: error: --ranks must be at least 1 and --steps at least 2\n")
+        rows = ranks_table(opts.tasks, opts.ranks, device, opts.steps)
+        print("| task | device | processes | threads each | envs each | env steps/s | updates/s |\n|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(" | ".join(["", *(str(v) for v in r.values()), ""]).strip())
+        return
     seconds = 0.3 if opts.smoke else opts.seconds
     print(f"throughput on {device} ({torch.get_num_threads()} threads), {seconds:g} s a measurement:")
     rows = throughput_table(opts.tasks, opts.envs, device, seconds, opts.amp, opts.channels_last, opts.smoke)

@@ -88,7 +88,8 @@ class ReplayBuffer:
 
     def state_dict(self) -> dict:
         """The stored transitions (as stored: uint8 stays uint8) and the ring position, for --save-buffer."""
-        return {"storage": {name: store[:self.size].cpu() for name, store in self.storage.items()},
+        # a copy, not a view: torch.save and pickle would write the whole pre-allocated storage behind a view
+        return {"storage": {name: store[:self.size].to("cpu", copy=True) for name, store in self.storage.items()},
                 "capacity": self.capacity, "position": self.position, "size": self.size}
 
     def load_state_dict(self, state: dict) -> None:

@@ -214,7 +214,8 @@ def resolve_amp(choice: str | bool, device_type: str) -> tuple[bool, str]:
     return native, f"auto: this {'GPU' if device_type == 'cuda' else 'CPU'} has {'' if native else 'no '}native bfloat16"
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """--device; under torchrun (`local_rank` given) a GPU is this rank's own, cuda:LOCAL_RANK."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name, local_rank) if name == "cuda" and local_rank is not None else torch.device(name)

@@ -71,19 +71,29 @@ def resume_path(resume: str) -> str:
     return path
 
 
-def save_checkpoint(path: str, args, modules: dict, log_alpha: torch.Tensor, step: int, episode: int,
-                    updates: int, generators: dict[str, torch.Generator], buffer: ReplayBuffer | None = None) -> None:
-    """Every network and optimiser, log alpha, the args, the counters and every random generator the run
-    draws from: `generators` by name, torch's global CPU generator and, on a GPU, the device's (which draws
-    the plans); with `buffer` (--save-buffer) the replay buffer too. Written atomically."""
-    state = {k: v.state_dict() for k, v in modules.items()}
-    state.update(log_alpha=log_alpha.detach().cpu(), args=dataclasses.asdict(args), step=step, episode=episode,
-                 updates=updates, torch_rng=torch.get_rng_state(),
-                 **{name: g.get_state().cpu() for name, g in generators.items()})
-    if log_alpha.device.type == "cuda":
-        state["cuda_rng"] = torch.cuda.get_rng_state(log_alpha.device)
+def rank_state(generators: dict[str, torch.Generator], device: torch.device, buffer: ReplayBuffer | None = None
+               ) -> dict:
+    """What is a rank's own: every random generator it draws from (`generators` by name, torch's global CPU
+    generator and, on a GPU, the device's, which draws the plans) and, with `buffer` (--save-buffer), its
+    replay buffer."""
+    state = {"torch_rng": torch.get_rng_state(), **{name: g.get_state().cpu() for name, g in generators.items()}}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
     if buffer is not None:
         state["buffer"] = buffer.state_dict()
+    return state
+
+
+def save_checkpoint(path: str, args, modules: dict, log_alpha: torch.Tensor, step: int, episode: int,
+                    updates: int, ranks: list[dict], digests: list[str] | None = None) -> None:
+    """Every network and optimiser, log alpha, the args, the counters and `ranks`, each rank's `rank_state`:
+    rank 0's at the top level (all a one-process run has), the others' under "other_ranks", with the world
+    size and every rank's `distributed.digest`. Written atomically."""
+    state = {k: v.state_dict() for k, v in modules.items()}
+    state.update(log_alpha=log_alpha.detach().cpu(), args=dataclasses.asdict(args), step=step, episode=episode,
+                 updates=updates, **ranks[0])
+    if len(ranks) > 1:  # torchrun with K > 1
+        state.update(world_size=len(ranks), other_ranks=ranks[1:], digests=digests)
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
@@ -114,11 +124,17 @@ def fits(module: torch.nn.Module, stored: dict) -> bool:
     return own.keys() == stored.keys() and all(own[k].shape == stored[k].shape for k in own)
 
 
+def world_size_of(state: dict) -> int:
+    """How many ranks wrote a checkpoint (1 without torchrun)."""
+    return state.get("world_size", 1)
+
+
 def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, generators: dict[str, torch.Generator],
-                    buffer: ReplayBuffer | None = None) -> tuple[int, int, int]:
-    """Restores what save_checkpoint wrote (the buffer only if the checkpoint holds one); returns
-    (step, episode, updates)."""
+                    buffer: ReplayBuffer | None = None, rank: int = 0) -> tuple[int, int, int]:
+    """Restores what save_checkpoint wrote (the buffer only if the checkpoint holds one), with rank `rank`'s
+    own generators and buffer; returns (step, episode, updates)."""
     state = read_checkpoint(path)
+    own = state if rank == 0 else state["other_ranks"][rank - 1]
     for k, module in modules.items():
         if k.startswith("reward_head") and k not in state:  # written before adaptive stopping: the head starts afresh
             if k == "reward_head":
@@ -132,23 +148,23 @@ def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, generator
     with torch.no_grad():
         log_alpha.copy_(state["log_alpha"])
     for name, generator in generators.items():
-        if name in state:  # checkpoints written before the environment's generator was saved lack it
-            generator.set_state(state[name])
-    torch.set_rng_state(state["torch_rng"])
-    if "cuda_rng" in state and log_alpha.device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda_rng"], log_alpha.device)
+        if name in own:  # checkpoints written before the environment's generator was saved lack it
+            generator.set_state(own[name])
+    torch.set_rng_state(own["torch_rng"])
+    if "cuda_rng" in own and log_alpha.device.type == "cuda":
+        torch.cuda.set_rng_state(own["cuda_rng"], log_alpha.device)
     refill = "the replay buffer starts empty and refills during the warm-up"
-    if buffer is not None and "buffer" in state:
-        if state["buffer"]["capacity"] != buffer.capacity:
-            raise CheckpointError(f"{path}: its replay buffer holds {state['buffer']['capacity']:,} transitions, "
+    if buffer is not None and "buffer" in own:
+        if own["buffer"]["capacity"] != buffer.capacity:
+            raise CheckpointError(f"{path}: its replay buffer holds {own['buffer']['capacity']:,} transitions, "
                                   f"not --buffer-size {buffer.capacity:,}; resume with the saved size")
-        buffer.load_state_dict(state["buffer"])
+        buffer.load_state_dict(own["buffer"])
         refill = f"the replay buffer holds its {buffer.size:,} transitions"
     print(f"resumed from {path} at step {state['step']} (episode {state['episode']}); {refill}")
     return state["step"], state["episode"], state["updates"]
 
 
-def print_config(args, run: str, device: torch.device, task: dict) -> None:
+def print_config(args, run: str, device: torch.device, task: dict, world_size: int = 1) -> None:
     config = dataclasses.asdict(args)
     with open(os.path.join(run, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
@@ -162,3 +178,7 @@ def print_config(args, run: str, device: torch.device, task: dict) -> None:
           + f"planner+actor {count('planner') + count('actor'):,} parameters | critic {count('critic'):,} | "
           + (f"discriminator {count('discriminator'):,} | " if "discriminator" in task else "")
           + f"plan {task['plan_shape']}")
+    if world_size > 1:
+        print(f"torchrun: {world_size} processes, each with {args.num_envs} environments, its own replay buffer and "
+              f"a batch of {args.batch_size} (global: {world_size * args.num_envs} and {world_size * args.batch_size}); "
+              "gradients averaged over them")

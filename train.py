@@ -11,10 +11,12 @@
     python train.py --task video                  # video style transfer, trained on the built-in photos
     python train.py --task register               # deformable registration of built-in phantom heads
     python train.py --task register --data-root neurite-oasis.2d.v1.0   # 2-D OASIS brain slices
+    torchrun --standalone --nproc_per_node=2 train.py --task digits       # one agent on 2 processes (distributed.py)
 
 The loop below follows Algorithm 1 line by line (comments "A1.n"); what differs between tasks
 (presets, networks, environment, data) is in tasks.py, the flags (`Args`) in config.py, bookkeeping
-(logging, checkpoints, the printed config) in runlog.py, the report after training in report.py.
+(logging, checkpoints, the printed config) in runlog.py, the report after training in report.py, and what
+several processes under torchrun add (averaged gradients, agreed decisions) in distributed.py.
 Equation numbers (E1...) refer to the table in README.md.
 """
 from __future__ import annotations
@@ -30,16 +32,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import distributed
 from buffer import ReplayBuffer, ReplayMemoryError
 from config import Args, parse_args, resolve_amp, resolve_device
 from critic import target_copy
 from data import DataError
+from distributed import World, any_rank, average_buffers, average_gradients, every_rank
 from env import memory
 from losses import (critic_loss, discriminator_loss, planner_loss, reward_head_loss, soft_bellman_target, soft_update,
                     temperature_loss)
 from report import final_report
 from runlog import (CheckpointError, NonFiniteLoss, ProgressLog, check_finite, load_checkpoint, print_config,
-                    read_checkpoint, resume_path, save_checkpoint)
+                    rank_state, read_checkpoint, resume_path, save_checkpoint, world_size_of)
 from tasks import build
 from vgg import VGGError
 
@@ -108,37 +112,62 @@ def collect(args: Args, task: dict, buffer: ReplayBuffer, state: torch.Tensor, r
     return next_state, reward, done
 
 
-def train(args: Args) -> tuple[str, dict]:
-    device = resolve_device(args.device)
-    seed_everything(args.seed, args.deterministic)
+def optimiser_step(optimiser: torch.optim.Optimizer) -> None:
+    """optimiser.step(), with the gradients averaged over the ranks first under torchrun (distributed.py)."""
+    average_gradients(optimiser)
+    optimiser.step()
+
+
+def train(args: Args, world: World = World()) -> tuple[str, dict]:
+    device = resolve_device(args.device, world.local_rank if world.size > 1 else None)
+    seed_everything(args.seed, args.deterministic)                       # every rank: the same networks
     task = build(args, device)
+    distributed.sync_batch_norm(task, device)                            # CUDA, K > 1: batch statistics of all ranks
     env = task["env"]
     modules, log_alpha, target_entropy = initialise(args, task, device)   # A1.1
+    distributed.broadcast(modules, log_alpha)                            # rank 0's networks on every rank
+    seed = distributed.rank_seed(args.seed, world.rank)                  # each rank's own draws; rank 0: --seed
+    if world.rank:
+        seed_everything(seed, args.deterministic)
+        for generator in task.get("generators", {}).values():
+            generator.manual_seed(seed)
     buffer = ReplayBuffer(args.buffer_size, env.buffer_fields(args.image_size, task["plan_shape"]), device)  # A1.1: D
     print(buffer.estimate)                                               # checked before allocating: refuses what won't fit
-    data_rng = torch.Generator().manual_seed(args.seed)
-    sample_rng = torch.Generator(device=device).manual_seed(args.seed)
+    data_rng = torch.Generator().manual_seed(seed)
+    sample_rng = torch.Generator(device=device).manual_seed(seed)
     generators = dict(data_rng=data_rng, sample_rng=sample_rng, **task.get("generators", {}))  # in checkpoints
 
     run = args.resume if os.path.isdir(args.resume) else os.path.dirname(args.resume) if args.resume else \
         os.path.join(args.run_dir, args.name or f"{args.task}-seed{args.seed}")
-    os.makedirs(run, exist_ok=True)
+    if world.rank == 0:
+        os.makedirs(run, exist_ok=True)
     step = episode = updates = 0
     if args.resume:
-        step, episode, updates = load_checkpoint(resume_path(args.resume), modules, log_alpha, generators, buffer)
-    print_config(args, run, device, task)
-    log = ProgressLog(os.path.join(run, "progress.csv"), resume_step=step if args.resume else None)
+        step, episode, updates = load_checkpoint(resume_path(args.resume), modules, log_alpha, generators, buffer,
+                                                 world.rank)
+    if world.rank == 0:
+        print_config(args, run, device, task, world.size)
+    log = ProgressLog(os.path.join(run, "progress.csv"), resume_step=step if args.resume else None) \
+        if world.rank == 0 else None                                     # rank 0 alone writes files
     checkpoint_path = os.path.join(run, "checkpoint.pt")
 
     def checkpoint() -> None:
-        save_checkpoint(checkpoint_path, args, modules, log_alpha, step, episode, updates, generators,
-                        buffer if args.save_buffer else None)
+        ranks = distributed.gather(rank_state(generators, device, buffer if args.save_buffer else None))
+        digests = distributed.all_gather(distributed.digest(modules, log_alpha)) if world.size > 1 else None
+        if digests and len(set(digests)) > 1:  # ALF's check: a rank that drifted apart is a bug, not noise
+            raise RuntimeError(f"the ranks' networks differ at step {step}: {digests}")
+        if world.rank == 0:
+            save_checkpoint(checkpoint_path, args, modules, log_alpha, step, episode, updates, ranks, digests)
 
     bar = tqdm(total=args.total_steps, initial=step, desc=f"{args.task}", unit="step", dynamic_ncols=True,
-               disable=not args.progress)
+               disable=not args.progress or world.rank > 0)
     start = time.time()
-    # Ctrl-C and `kill` save and stop; SIGINT too, as shells start background jobs with SIGINT ignored
-    handlers = {signum: signal.signal(signum, signal.default_int_handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    # Ctrl-C and `kill` save and stop; SIGINT too, as shells start background jobs with SIGINT ignored. Under
+    # torchrun a signal is noted and every rank stops together at the end of the episode (no collective is cut).
+    asked_to_stop = []
+    on_signal = signal.default_int_handler if world.size == 1 else lambda signum, frame: asked_to_stop.append(signum)
+    handlers = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+    ready = False                                                        # every rank's D holds learning_starts
     try:
         while step < args.total_steps:                                   # A1.2: for each episode
             state = env.reset(task["train_data"].sample(args.num_envs, data_rng).to(device))  # A1.3: s_0
@@ -152,14 +181,15 @@ def train(args: Args) -> tuple[str, dict]:
                 running &= done == 0
                 state, step = next_state, step + 1
                 bar.update(1)
-                if buffer.size >= args.learning_starts and step % args.update_every == 0:  # A1.9
+                ready = ready or every_rank(buffer.size >= args.learning_starts)
+                if ready and step % args.update_every == 0:             # A1.9
                     updates += 1
                     gan_on = step >= args.gan_warmup * args.total_steps  # adversarial term after the warm-up
                     for k, v in update(args, task, buffer, modules, log_alpha, target_entropy, updates,
                                        sample_rng, gan_on).items():
                         stats.setdefault(k, []).append(v)
                     update_steps.append(step)
-                if not running.any() or step >= args.total_steps:       # A1.13: end the episode
+                if not any_rank(running.any().item()) or step >= args.total_steps:  # A1.13: end the episode
                     break
             episode += 1
 
@@ -170,14 +200,18 @@ def train(args: Args) -> tuple[str, dict]:
                    "return": episode_return.mean().item(), "alpha": log_alpha.exp().item(),
                    "seconds": round(time.time() - start, 1),
                    **{k: torch.stack(v).mean().item() for k, v in stats.items()}}
-            log.write(row)
+            if log is not None:
+                log.write(row)
             bar.set_postfix({k: f"{row[k]:.3g}" for k in ("return", "aux_loss", "alpha") if k in row})
+            if world.size > 1 and any_rank(bool(asked_to_stop)):        # torchrun: every rank stops here
+                raise KeyboardInterrupt
             if episode % args.save_every == 0:
                 checkpoint()
     except KeyboardInterrupt:
         bar.close()
         checkpoint()
-        sys.exit(f"interrupted at step {step}: checkpoint saved, continue with --resume {run}")
+        resume = f"--resume {run}" if world.size == 1 else f"torchrun --nproc_per_node={world.size} ... --resume {run}"
+        sys.exit(f"interrupted at step {step}: checkpoint saved, continue with {resume}" if world.rank == 0 else 1)
     except NonFiniteLoss as e:
         bar.close()
         last = f"the last good checkpoint is {checkpoint_path}" if os.path.isfile(checkpoint_path) else \
@@ -213,20 +247,21 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
             loss_discriminator = discriminator_loss(discriminator(batch["target"]), discriminator(action.detach()))  # E18
         m["discriminator_opt"].zero_grad()
         loss_discriminator.backward()
-        m["discriminator_opt"].step()
+        optimiser_step(m["discriminator_opt"])
         out["disc_loss"] = loss_discriminator.detach()
     with amp():
         loss_aux, parts = env.auxiliary_loss(action, batch, discriminator)  # E9 with the task loss
     m["planner_opt"].zero_grad()
     m["actor_opt"].zero_grad()
     loss_aux.backward()
-    m["planner_opt"].step()
-    m["actor_opt"].step()
+    optimiser_step(m["planner_opt"])
+    optimiser_step(m["actor_opt"])
     out["aux_loss"] = loss_aux.detach()
     out.update(parts)
 
     if "reward_head" in m:
         out["head_loss"] = update_reward_head(batch, m, amp)
+    average_buffers(planner, actor, m.get("discriminator"))  # torchrun: batch norm's running statistics, the same on all ranks
     return out
 
 
@@ -237,7 +272,7 @@ def update_reward_head(batch: dict, m: dict, amp) -> torch.Tensor:
         loss_head = reward_head_loss(m["reward_head"](batch["next_state"]), batch["reward"])  # E35: r-hat(s_t+1) ~ r_t
     m["reward_head_opt"].zero_grad()
     loss_head.backward()
-    m["reward_head_opt"].step()
+    optimiser_step(m["reward_head_opt"])
     return loss_head.detach()
 
 
@@ -263,7 +298,7 @@ def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_
         loss_critic = critic_loss(q1, q2, target)                    # E5
     m["critic_opt"].zero_grad()
     loss_critic.backward()
-    m["critic_opt"].step()
+    optimiser_step(m["critic_opt"])
     soft_update(critic_target, critic, args.tau)                     # E8
     out["critic_loss"], out["q"] = loss_critic.detach(), q1.detach().mean()
 
@@ -277,11 +312,11 @@ def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_
             loss_planner = planner_loss(log_prob, *critic(state, new_plan), alpha, kl, args.kl_weight)  # E6
         m["planner_opt"].zero_grad()
         loss_planner.backward()
-        m["planner_opt"].step()
+        optimiser_step(m["planner_opt"])
         loss_temperature = temperature_loss(log_alpha, log_prob, target_entropy)  # E7
         m["alpha_opt"].zero_grad()
         loss_temperature.backward()
-        m["alpha_opt"].step()
+        optimiser_step(m["alpha_opt"])
         out["planner_loss"], out["temperature_loss"] = loss_planner.detach(), loss_temperature.detach()
         out["log_prob"] = log_prob.detach().mean()
     planner.train()  # J_Aux (E9) runs in train mode: the only pass that moves the running statistics
@@ -290,14 +325,24 @@ def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_
 
 def main(argv: list[str] | None = None) -> None:
     args, given = parse_args(argv)
+    world = distributed.setup(args.device)  # torchrun's ranks; World() (one process) without it
+    if world.rank:
+        sys.stdout = open(os.devnull, "w")  # rank 0 alone prints
     try:
         if args.resume:
-            saved = read_checkpoint(resume_path(args.resume))["args"]
-            args = Args(**{**saved, **given})  # the saved run's settings, with explicit flags on top
-        run, task = train(args)
-        final_report(run, args, task)
+            state = read_checkpoint(resume_path(args.resume))
+            if world_size_of(state) != world.size:
+                raise CheckpointError(f"{args.resume}: written by {world_size_of(state)} process(es), resumed with "
+                                      f"{world.size}; resume with the same number (torchrun --nproc_per_node="
+                                      f"{world_size_of(state)}, or plain python for 1)")
+            args = Args(**{**state["args"], **given})  # the saved run's settings, with explicit flags on top
+        run, task = train(args, world)
+        if world.rank == 0:
+            final_report(run, args, task)
     except (DataError, VGGError, CheckpointError, ReplayMemoryError, NonFiniteLoss) as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {e}" if world.rank == 0 else 1)
+    finally:
+        distributed.close()
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ def tiny_modules():
 
 
 def save(path, step, modules, generators=None):
+    generators = generators or {"data_rng": torch.Generator(), "sample_rng": torch.Generator()}
     runlog.save_checkpoint(str(path), Args(), modules, torch.tensor(0.0), step, 1, 1,
-                           generators or {"data_rng": torch.Generator(), "sample_rng": torch.Generator()})
+                           [runlog.rank_state(generators, torch.device("cpu"))])
 
 
 def test_a_partly_written_checkpoint_never_replaces_a_good_one(tmp_path, monkeypatch):
@@ -85,7 +86,8 @@ def test_resume_saves_and_restores_the_gpu_generator_that_draws_the_plans(tmp_pa
     monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: gpu_state[0].clone())
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
     path = str(tmp_path / "checkpoint.pt")
-    runlog.save_checkpoint(path, Args(), tiny_modules(), LogAlphaOnGpu(0.5), 10, 1, 1, {"data_rng": torch.Generator()})
+    runlog.save_checkpoint(path, Args(), tiny_modules(), LogAlphaOnGpu(0.5), 10, 1, 1,
+                           [runlog.rank_state({"data_rng": torch.Generator()}, LogAlphaOnGpu.device)])
     gpu_state[0] = torch.zeros(16, dtype=torch.uint8)  # the plans drawn after the checkpoint
     log_alpha = LogAlphaOnGpu(0.0)
     runlog.load_checkpoint(path, tiny_modules(), log_alpha, {"data_rng": torch.Generator()})
