@@ -394,6 +394,12 @@ def evaluate_stopping(task_name: str, task: dict, images: torch.Tensor, max_step
         stop, name = adaptive_stop(predicted, max_steps), "adaptive (reward head, E36)"
         note = (f"the head's expected gain has the sign of the real change of {metric} in "
                 f"{100 * agreement(predicted, values, higher):.0f} % of steps 2 ... {max_steps}")
+        if task_name == "register":  # the head learns the reward's k-means Dice, not the true labels' (E33)
+            from losses import label_dice
+            kmeans = images[:, 2:4].long()
+            reward_dice = torch.stack([label_dice(kmeans[:, 1:], kmeans[:, :1], f, task["env"].classes)
+                                       for f in task["env"].fields])
+            note += f"; of the reward's k-means Dice, which it learns, in {100 * agreement(predicted, reward_dice, True):.0f} %"
     else:
         stop, name = threshold_stop(values, threshold, max_steps), f"style loss < {threshold:g}"
         note = f"{int((values[1:max_steps + 1] < threshold).any(0).sum())} of {len(stop)} images reach a style loss below {threshold:g}"

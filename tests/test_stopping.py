@@ -170,6 +170,8 @@ def test_stop_adaptive_end_to_end(tmp_path, name, tiny):
         assert row in result.stdout, row
     assert len(stops(tmp_path / name)) == 12 and set(stops(tmp_path / name)) <= {1, 2, 3}
     assert (tmp_path / name / "stop_hist.png").is_file() and (tmp_path / name / "stop_eval.csv").is_file()
+    # registration's head learns the k-means Dice of its reward, so its agreement with that is reported too
+    assert ("of the reward's k-means Dice, which it learns" in result.stdout) == (name == "register")
 
 
 def test_stop_style_loss_end_to_end_and_bad_flags(tmp_path):
