@@ -211,3 +211,23 @@ def test_stop_style_loss_is_for_style_tasks(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     one_line_error(run_script("evaluate.py", "--checkpoint", str(tmp_path / "d"), "--stop", "style-loss", "1e-4"),
                    "--stop style-loss is for --task style or video")
+
+
+def test_a_checkpoint_with_the_older_reward_head_resumes_with_a_fresh_one(tmp_path, capsys):
+    """Checkpoints written before issue 26 hold r-hat(s_t, p_t), of other shapes: --resume starts the state's head
+    afresh with a message instead of failing, and keeps everything else."""
+    import runlog
+    from train import Args
+
+    torch.manual_seed(0)
+    older, planner = torch.nn.Linear(3, 2), torch.nn.Linear(2, 2)
+    saved = {"planner": planner, "reward_head": older, "reward_head_opt": torch.optim.Adam(older.parameters())}
+    path = str(tmp_path / "checkpoint.pt")
+    runlog.save_checkpoint(path, Args(), saved, torch.tensor(0.0), 7, 1, 1, [runlog.rank_state({}, torch.device("cpu"))])
+    head, fresh_planner = RewardHead(6, SIZE), torch.nn.Linear(2, 2)
+    before = snapshot(head)
+    modules = {"planner": fresh_planner, "reward_head": head, "reward_head_opt": torch.optim.Adam(head.parameters())}
+    assert runlog.load_checkpoint(path, modules, torch.zeros(()), {}) == (7, 1, 1)
+    assert "the reward head r-hat(s) starts untrained" in capsys.readouterr().out
+    assert all(torch.equal(v, head.state_dict()[k]) for k, v in before.items())
+    assert torch.equal(fresh_planner.weight, planner.weight)
