@@ -1,7 +1,8 @@
 """The run's settings: the `Args` dataclass (paper defaults), its command line, and the device.
 
 `train.py` and `evaluate.py` both read settings, so they live here, in neither script: `train.py`
-parses the command line into `Args`; `evaluate.py` rebuilds `Args` from a checkpoint. A field's
+parses the command line into `Args` (`parse_args`); `evaluate.py` rebuilds `Args` from a checkpoint and parses
+its own flags, with their checks (`parse_evaluate_args`). A field's
 `tasks` says which `--task` it is for: `--help` groups the flags by it, and a flag given for
 another task is an error. What a `--task` preset changes is in tasks.py.
 """
@@ -202,6 +203,85 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
             flag, tasks = "--" + f.name.replace("_", "-"), f.metadata["tasks"]
             parser.error(f"{flag} is for --task {' or '.join(tasks)}, not --task {args.task}")
     return args, given
+
+
+def parse_evaluate_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, float]:
+    """evaluate.py's flags and their checks (a bad combination is a one-line error); returns the options and
+    --stop style-loss's threshold (0 otherwise)."""
+    parser = Parser(description="Evaluate an RL-I2IT agent step by step.")
+    parser.add_argument("--task", default=None, choices=list(PRESETS), help="task (default: the checkpoint's)")
+    parser.add_argument("--checkpoint", default="", help="checkpoint.pt written by train.py, or its run folder")
+    parser.add_argument("--image", default="", help="style: stylise this one photo (any size) instead of the held-out "
+                                                    "images: one PNG per step and a strip")
+    parser.add_argument("--video", nargs="?", const="builtin", default="",
+                        help="style or video: stylise a video frame after frame: a folder of frames (sorted by name) "
+                             "or an animated GIF; no path: the built-in clip. Writes frames, GIFs, a strip and the "
+                             "temporal error (built-in clip, or MPI-Sintel's final/<scene> with its flow/ and occlusions/)")
+    parser.add_argument("--pair", nargs=2, default=None, metavar=("FIXED", "MOVING"),
+                        help="register: one pair of 2-D OASIS subject folders (slice_norm.nii.gz, slice_seg24.nii.gz) "
+                             "instead of the held-out pairs")
+    parser.add_argument("--baseline", default="", metavar="RUN",
+                        help="also evaluate this run's checkpoint (same task, e.g. its --rl off model) on the same "
+                             "images, and print both tables")
+    parser.add_argument("--compare", nargs="+", default=None, metavar="RUN",
+                        help="print mean and spread over seeds of finished run folders, and exit")
+    parser.add_argument("--planner-weights", default="", help="style planner file in the authors' released format")
+    parser.add_argument("--actor-weights", default="", help="style actor file in the authors' released format")
+    parser.add_argument("--steps", type=int, nargs="+", default=None, help="steps k to show [1 5 10]")
+    parser.add_argument("--stop", nargs="+", default=None, metavar="RULE",
+                        help="let each image stop by itself instead of --steps: 'adaptive' (the reward head: stop when "
+                             "no gain is expected from another step, E36) or 'style-loss X' (style, video: stop when the "
+                             "style loss is below X); prints the table against the best fixed k and the oracle")
+    parser.add_argument("--max-steps", type=int, default=0, help="--stop: the most steps an image may take [the run's --test-steps]")
+    parser.add_argument("--num-images", type=int, default=0, help="held-out images [style: 4, others: all]")
+    parser.add_argument("--out", default="", help="output folder [the checkpoint's folder, or eval/]")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--image-size", type=int, default=0,
+                        help="override the image size (with --image: the photo's short side) [the training size; "
+                             "released weights: 256]")
+    for name in ("content-dir", "style-image", "vgg", "data-root", "direction"):
+        parser.add_argument(f"--{name}", default=None, help=f"override the run's --{name}")
+    opts = parser.parse_args(argv)
+    if opts.compare:
+        return opts, 0.0
+    if bool(opts.checkpoint) == bool(opts.planner_weights or opts.actor_weights):
+        parser.error("give either --checkpoint or both --planner-weights and --actor-weights")
+    if not opts.checkpoint and not (opts.planner_weights and opts.actor_weights):
+        parser.error("--planner-weights and --actor-weights go together")
+    if not opts.checkpoint and opts.task not in (None, "style"):
+        parser.error("released weights are read for --task style only; use --checkpoint")
+    if sum(map(bool, (opts.video, opts.image, opts.pair))) > 1:
+        parser.error("--image, --video and --pair: one at a time")
+    if opts.baseline and (opts.video or opts.image or not opts.checkpoint):
+        parser.error("--baseline compares two checkpoints on the held-out images (not with --image, --video or "
+                     "released weights)")
+    threshold = 0.0
+    if opts.stop:
+        rule = opts.stop[0]
+        if rule not in ("adaptive", "style-loss") or len(opts.stop) != (1 if rule == "adaptive" else 2):
+            parser.error(f"--stop {' '.join(opts.stop)}: give 'adaptive' or 'style-loss X'")
+        if rule == "style-loss":
+            try:
+                threshold = float(opts.stop[1])
+            except ValueError:
+                parser.error(f"--stop style-loss {opts.stop[1]}: the threshold must be a number")
+            if not threshold >= 0:
+                parser.error(f"--stop style-loss {opts.stop[1]}: the threshold must not be negative")
+        if opts.steps is not None:
+            parser.error("--stop decides each image's steps: give --max-steps, not --steps")
+        if opts.image or opts.video or opts.pair or opts.baseline or not opts.checkpoint:
+            parser.error("--stop works on the held-out images of one checkpoint (not with --image, --video, --pair, "
+                         "--baseline or released weights)")
+    elif opts.max_steps:
+        parser.error("--max-steps goes with --stop; fixed steps are --steps")
+    if opts.max_steps < 0:
+        parser.error("--max-steps must be positive")
+    opts.steps = opts.steps or [1, 5, 10]
+    if min(opts.steps) < 1 or opts.num_images < 0:
+        parser.error("--steps must be positive and --num-images not negative")
+    if opts.image_size and (opts.image_size < 16 or opts.image_size % 4):
+        parser.error(f"--image-size {opts.image_size}: must be a multiple of 4, at least 16")
+    return opts, threshold
 
 
 @functools.lru_cache(maxsize=None)

@@ -144,6 +144,17 @@ def all_gather(obj) -> list:
     return out
 
 
+def same_networks(modules: dict[str, nn.Module], log_alpha: torch.Tensor, step: int) -> list[str] | None:
+    """Every rank's `digest`, after checking that they are all equal (ALF's check: a rank that drifted apart is
+    a bug, not noise); None in one process."""
+    if not active():
+        return None
+    digests = all_gather(digest(modules, log_alpha))
+    if len(set(digests)) > 1:
+        raise RuntimeError(f"the ranks' networks differ at step {step}: {digests}")
+    return digests
+
+
 def digest(modules: dict[str, nn.Module], log_alpha: torch.Tensor) -> str:
     """SHA-256 of every parameter and buffer of every network (not the optimisers) and of log alpha."""
     return digest_of({k: m.state_dict() for k, m in modules.items() if isinstance(m, nn.Module)}, log_alpha)

@@ -19,7 +19,6 @@ s_t+1 = T(s_t, a_t); every intermediate state is a usable output.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import os
@@ -30,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from config import Args, Parser, resolve_device
+from config import Args, parse_evaluate_args, resolve_device
 from data import DataError, load_image
 from env import denormalize, memory
 from losses import psnr, warping_error
 from runlog import CheckpointError, read_checkpoint
-from tasks import PRESETS, build
+from tasks import build
 from vgg import VGGError
 from video import read_clip, save_gif
 
@@ -236,6 +235,14 @@ def true_label_dice(fields: list[torch.Tensor], truth: dict) -> torch.Tensor:
     return torch.stack([label_dice(moving_labels, fixed_labels, field) for field in fields])
 
 
+def kmeans_label_dice(fields: list[torch.Tensor], pairs: torch.Tensor, classes: int) -> torch.Tensor:
+    """The same of the reward's k-means labels (channels 2, 3 of the pairs): E33's Dice / 10, (K + 1, N)."""
+    from losses import label_dice
+
+    kmeans = pairs[:, 2:4].long()
+    return torch.stack([label_dice(kmeans[:, 1:], kmeans[:, :1], field, classes) for field in fields])
+
+
 def evaluate_register(task: dict, pairs: torch.Tensor, steps: list[int], grid_path: str, grid_rows: int = 6,
                       truth: dict | None = None) -> list[dict]:
     """Per-step registration metrics over held-out pairs (N, 4, S, S) (fixed, moving, their k-means labels),
@@ -246,18 +253,17 @@ def evaluate_register(task: dict, pairs: torch.Tensor, steps: list[int], grid_pa
     its end-point error in pixels over the head. `truth`: true labels (and field) of the pairs [the test
     data's]. Grid: fixed | moving | steps | field Omega as a warped grid | labels (the moved image's true
     labels in colour over the fixed image, the fixed image's outlines in white)."""
-    from losses import end_point_error, folding_fraction, label_dice, ncc, warp_labels
+    from losses import end_point_error, folding_fraction, ncc, warp_labels
 
     env, truth = task["env"], truth or task["test_data"].truth
     states = rollout(task["planner"], task["actor"], env, pairs, max(steps))
     fixed_labels, moving_labels = truth["fixed_labels"].to(pairs.device), truth["moving_labels"].to(pairs.device)
-    kmeans = pairs[:, 2:4].long()
-    dices = true_label_dice(env.fields, truth)
+    dices, reward_dices = true_label_dice(env.fields, truth), kmeans_label_dice(env.fields, pairs, env.classes)
     table = []
     for k in [0, *steps]:
         field, dice = env.fields[k], dices[k]                                  # Omega_k
         row = {"step": k, "Dice": dice.mean().item(), "Dice std": dice.std().item(),
-               "k-means Dice": label_dice(kmeans[:, 1:], kmeans[:, :1], field, env.classes).mean().item(),
+               "k-means Dice": reward_dices[k].mean().item(),
                "folding %": 100 * folding_fraction(field).mean().item(),
                "NCC": ncc(states[k][:, 1:], states[k][:, :1]).mean().item()}
         if truth.get("field") is not None:
@@ -395,10 +401,7 @@ def evaluate_stopping(task_name: str, task: dict, images: torch.Tensor, max_step
         note = (f"the head's expected gain has the sign of the real change of {metric} in "
                 f"{100 * agreement(predicted, values, higher):.0f} % of steps 2 ... {max_steps}")
         if task_name == "register":  # the head learns the reward's k-means Dice, not the true labels' (E33)
-            from losses import label_dice
-            kmeans = images[:, 2:4].long()
-            reward_dice = torch.stack([label_dice(kmeans[:, 1:], kmeans[:, :1], f, task["env"].classes)
-                                       for f in task["env"].fields])
+            reward_dice = kmeans_label_dice(task["env"].fields, images, task["env"].classes)
             note += f"; of the reward's k-means Dice, which it learns, in {100 * agreement(predicted, reward_dice, True):.0f} %"
     else:
         stop, name = threshold_stop(values, threshold, max_steps), f"style loss < {threshold:g}"
@@ -517,88 +520,8 @@ def load_networks(task: dict, state: dict, path: str, image_size: int) -> None:
     task["no_reward_head"] = why
 
 
-# ---------------------------------------------------------------- the command line
-def parse_command_line(argv: list[str] | None = None) -> tuple[argparse.Namespace, float]:
-    """evaluate.py's flags and their checks (a bad combination is a one-line error); returns the options and
-    --stop style-loss's threshold (0 otherwise)."""
-    parser = Parser(description="Evaluate an RL-I2IT agent step by step.")
-    parser.add_argument("--task", default=None, choices=list(PRESETS), help="task (default: the checkpoint's)")
-    parser.add_argument("--checkpoint", default="", help="checkpoint.pt written by train.py, or its run folder")
-    parser.add_argument("--image", default="", help="style: stylise this one photo (any size) instead of the held-out "
-                                                    "images: one PNG per step and a strip")
-    parser.add_argument("--video", nargs="?", const="builtin", default="",
-                        help="style or video: stylise a video frame after frame: a folder of frames (sorted by name) "
-                             "or an animated GIF; no path: the built-in clip. Writes frames, GIFs, a strip and the "
-                             "temporal error (built-in clip, or MPI-Sintel's final/<scene> with its flow/ and occlusions/)")
-    parser.add_argument("--pair", nargs=2, default=None, metavar=("FIXED", "MOVING"),
-                        help="register: one pair of 2-D OASIS subject folders (slice_norm.nii.gz, slice_seg24.nii.gz) "
-                             "instead of the held-out pairs")
-    parser.add_argument("--baseline", default="", metavar="RUN",
-                        help="also evaluate this run's checkpoint (same task, e.g. its --rl off model) on the same "
-                             "images, and print both tables")
-    parser.add_argument("--compare", nargs="+", default=None, metavar="RUN",
-                        help="print mean and spread over seeds of finished run folders, and exit")
-    parser.add_argument("--planner-weights", default="", help="style planner file in the authors' released format")
-    parser.add_argument("--actor-weights", default="", help="style actor file in the authors' released format")
-    parser.add_argument("--steps", type=int, nargs="+", default=None, help="steps k to show [1 5 10]")
-    parser.add_argument("--stop", nargs="+", default=None, metavar="RULE",
-                        help="let each image stop by itself instead of --steps: 'adaptive' (the reward head: stop when "
-                             "no gain is expected from another step, E36) or 'style-loss X' (style, video: stop when the "
-                             "style loss is below X); prints the table against the best fixed k and the oracle")
-    parser.add_argument("--max-steps", type=int, default=0, help="--stop: the most steps an image may take [the run's --test-steps]")
-    parser.add_argument("--num-images", type=int, default=0, help="held-out images [style: 4, others: all]")
-    parser.add_argument("--out", default="", help="output folder [the checkpoint's folder, or eval/]")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--image-size", type=int, default=0,
-                        help="override the image size (with --image: the photo's short side) [the training size; "
-                             "released weights: 256]")
-    for name in ("content-dir", "style-image", "vgg", "data-root", "direction"):
-        parser.add_argument(f"--{name}", default=None, help=f"override the run's --{name}")
-    opts = parser.parse_args(argv)
-    if opts.compare:
-        return opts, 0.0
-    if bool(opts.checkpoint) == bool(opts.planner_weights or opts.actor_weights):
-        parser.error("give either --checkpoint or both --planner-weights and --actor-weights")
-    if not opts.checkpoint and not (opts.planner_weights and opts.actor_weights):
-        parser.error("--planner-weights and --actor-weights go together")
-    if not opts.checkpoint and opts.task not in (None, "style"):
-        parser.error("released weights are read for --task style only; use --checkpoint")
-    if sum(map(bool, (opts.video, opts.image, opts.pair))) > 1:
-        parser.error("--image, --video and --pair: one at a time")
-    if opts.baseline and (opts.video or opts.image or not opts.checkpoint):
-        parser.error("--baseline compares two checkpoints on the held-out images (not with --image, --video or "
-                     "released weights)")
-    threshold = 0.0
-    if opts.stop:
-        rule = opts.stop[0]
-        if rule not in ("adaptive", "style-loss") or len(opts.stop) != (1 if rule == "adaptive" else 2):
-            parser.error(f"--stop {' '.join(opts.stop)}: give 'adaptive' or 'style-loss X'")
-        if rule == "style-loss":
-            try:
-                threshold = float(opts.stop[1])
-            except ValueError:
-                parser.error(f"--stop style-loss {opts.stop[1]}: the threshold must be a number")
-            if not threshold >= 0:
-                parser.error(f"--stop style-loss {opts.stop[1]}: the threshold must not be negative")
-        if opts.steps is not None:
-            parser.error("--stop decides each image's steps: give --max-steps, not --steps")
-        if opts.image or opts.video or opts.pair or opts.baseline or not opts.checkpoint:
-            parser.error("--stop works on the held-out images of one checkpoint (not with --image, --video, --pair, "
-                         "--baseline or released weights)")
-    elif opts.max_steps:
-        parser.error("--max-steps goes with --stop; fixed steps are --steps")
-    if opts.max_steps < 0:
-        parser.error("--max-steps must be positive")
-    opts.steps = opts.steps or [1, 5, 10]
-    if min(opts.steps) < 1 or opts.num_images < 0:
-        parser.error("--steps must be positive and --num-images not negative")
-    if opts.image_size and (opts.image_size < 16 or opts.image_size % 4):
-        parser.error(f"--image-size {opts.image_size}: must be a multiple of 4, at least 16")
-    return opts, threshold
-
-
 def main(argv: list[str] | None = None) -> None:
-    opts, threshold = parse_command_line(argv)
+    opts, threshold = parse_evaluate_args(argv)  # the command line and its checks: config.py
     if opts.compare:
         try:
             print(compare(opts.compare))

@@ -135,14 +135,15 @@ def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, generator
     own generators and buffer; returns (step, episode, updates)."""
     state = read_checkpoint(path)
     own = state if rank == 0 else state["other_ranks"][rank - 1]
+    # written before adaptive stopping (no head), or with the older r-hat(s_t, p_t): the head starts afresh
+    older_head = "reward_head" in modules and ("reward_head" not in state or
+                                               not fits(modules["reward_head"], state["reward_head"]))
     for k, module in modules.items():
-        if k.startswith("reward_head") and k not in state:  # written before adaptive stopping: the head starts afresh
+        if k.startswith("reward_head") and older_head:
             if k == "reward_head":
-                print(f"{path}: no reward head in it (an older checkpoint); the reward head starts untrained")
-            continue
-        if k.startswith("reward_head") and not fits(modules["reward_head"], state["reward_head"]):
-            if k == "reward_head":  # the older r-hat(s_t, p_t), before 2026-12-01: the state's r-hat(s) starts afresh
-                print(f"{path}: its reward head is the older r-hat(s_t, p_t); the reward head r-hat(s) starts untrained")
+                print(f"{path}: no reward head in it (an older checkpoint); the reward head starts untrained"
+                      if "reward_head" not in state else
+                      f"{path}: its reward head is the older r-hat(s_t, p_t); the reward head r-hat(s) starts untrained")
             continue
         module.load_state_dict(state[k])  # optimiser states are moved to their parameters' device
     with torch.no_grad():
