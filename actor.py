@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from planner import ConvGRUCell, ConvLayer
+from planner import ConvGRUCell, ConvLayer, ResidualBlock
 
 
 class StyleActor(nn.Module):
@@ -23,9 +23,12 @@ class StyleActor(nn.Module):
     transform uses the same networks with 2 channels in and out, the output through a scaled tanh.
     """
 
-    def __init__(self, out_channels: int = 3, tanh_scale: float | None = None, zero_init: bool = False) -> None:
+    def __init__(self, out_channels: int = 3, tanh_scale: float | None = None, zero_init: bool = False,
+                 blocks: int = 0) -> None:
         super().__init__()
         self.tanh_scale = tanh_scale  # digit transform: the action is tanh_scale * tanh(output), a bounded field
+        # ours (--actor-blocks, difference 47): residual blocks on plan and skip at H/4 before the up-sampling; 0: the paper
+        self.blocks = nn.Sequential(*[ResidualBlock(1 + 64, final_relu=False) for _ in range(blocks)])
         self.deconv3 = ConvLayer(1 + 64, 64, 3, upsample=2)
         self.in3_d = nn.InstanceNorm2d(64, affine=True)
         self.deconv2 = ConvLayer(64 + 32, 32, 3, upsample=2)
@@ -39,7 +42,7 @@ class StyleActor(nn.Module):
 
     def forward(self, plan: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
         f1, f2, f3 = features
-        return self.decode(torch.cat([plan, f3], 1), f2, f1)
+        return self.decode(self.blocks(torch.cat([plan, f3], 1)), f2, f1)
 
     def decode(self, x: torch.Tensor, f2: torch.Tensor, f1: torch.Tensor) -> torch.Tensor:
         """The three up-sampling layers from the H/4 input x (plan and skip, concatenated)."""

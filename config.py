@@ -84,6 +84,8 @@ class Args:
                           ("paper", "residual"))
     step_size: float = arg(0.0, "with --transition residual: eps > 0 bounds each step, s_t+1 = s_t + eps tanh(a_t), in "
                                 "ImageNet-normalised units (1 = 0.23 of the pixel range; ours, E10c); 0: unbounded", STYLE)
+    actor_blocks: int = arg(0, "residual blocks in the actor at H/4, on plan and skip, before its up-sampling (paper: "
+                               "0; ours, difference 47)", ("style",))
     step_anchor: float = arg(0.0, "mu: share of the content term measured against the step's input s_t instead of "
                                   "the original content x (paper: 0; E14b)", STYLE)
     # video style transfer
@@ -194,6 +196,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
         parser.error(f"--temporal-weight {args.temporal_weight}: must not be negative")
     if not 0 <= args.step_anchor <= 1:
         parser.error(f"--step-anchor {args.step_anchor}: must be between 0 and 1")
+    if args.actor_blocks < 0:
+        parser.error(f"--actor-blocks {args.actor_blocks}: must not be negative")
     if args.rl == "off":
         if given.get("max_episode_steps", 1) != 1:
             parser.error("--rl off trains the one-step model: --max-episode-steps must be 1 (or left out)")

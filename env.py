@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from buffer import Field
 from losses import (STYLE_LAYERS, auxiliary_loss_digits, auxiliary_loss_inpaint, auxiliary_loss_photo,
                     auxiliary_loss_style, compose, content_loss, dice, gram_matrix, label_dice, overlap_weights, psnr,
-                    style_loss, synthetic_flow, temporal_loss, warp)
+                    style_loss, style_terms, synthetic_flow, temporal_loss, warp)
 from vgg import IMAGENET_MEAN, IMAGENET_STD, VGG16
 
 
@@ -147,8 +147,9 @@ class StyleEnv:
     def metrics(self, image: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-sample content and style loss of `image` (both normalised), for evaluation: (N,) each."""
         features = self.vgg(image)
+        terms = style_terms(features, self.style_grams)  # E13's layers: relu1_2 mostly colour, the deeper ones texture
         return {"content_loss": content_loss(features, self.vgg(content, last="relu2_2")),
-                "style_loss": style_loss(features, self.style_grams)}
+                "style_loss": sum(terms.values()), **{f"style_{name}": term for name, term in terms.items()}}
 
 
 class VideoEnv(StyleEnv):

@@ -32,7 +32,7 @@ from PIL import Image
 from config import Args, parse_evaluate_args, resolve_device
 from data import DataError, load_image
 from env import denormalize, memory
-from losses import psnr, warping_error
+from losses import STYLE_LAYERS, psnr, warping_error
 from runlog import CheckpointError, read_checkpoint
 from tasks import build
 from vgg import VGGError
@@ -118,7 +118,8 @@ def evaluate_style(task: dict, content: torch.Tensor, steps: list[int], grid_pat
         m = env.metrics(states[k], states[0])
         table.append({"step": k, "content loss": m["content_loss"].mean().item(),
                       "style loss": m["style_loss"].mean().item(),
-                      "SSIM to content": ssim_to(denormalize(states[k]), content).mean().item()})
+                      "SSIM to content": ssim_to(denormalize(states[k]), content).mean().item(),
+                      **{f"style {name}": m[f"style_{name}"].mean().item() for name in STYLE_LAYERS}})  # eval.csv only
     scale = max(1, 128 // content.shape[-1])
     rows = [[content[i].cpu(), *[denormalize(states[k][i:i + 1])[0].cpu() for k in steps], style.cpu()]
             for i in range(content.shape[0])]
@@ -414,9 +415,12 @@ def evaluate_stopping(task_name: str, task: dict, images: torch.Tensor, max_step
     return table, note
 
 
+CSV_ONLY = tuple(f"style {name}" for name in STYLE_LAYERS)  # E13 layer by layer: in eval.csv, not printed
+
+
 def print_table(table: list[dict], path: str = "") -> None:
-    """Print the per-step table; with `path`, also write it as CSV."""
-    keys = list(table[0])
+    """Print the per-step table (less the CSV_ONLY columns); with `path`, also write it, whole, as CSV."""
+    keys = [k for k in table[0] if k not in CSV_ONLY]
     widths = [max(12, len(k), *(len(r[k]) for r in table if isinstance(r[k], str))) for k in keys]
     print(" ".join(f"{k:>{w}}" for k, w in zip(keys, widths)))
     for r in table:

@@ -74,10 +74,11 @@ class ConvLayer(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """conv-IN-ReLU-conv-IN, add the input, ReLU."""
+    """conv-IN-ReLU-conv-IN, add the input, ReLU (`final_relu=False`: no ReLU after the sum, as fast_neural_style)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, final_relu: bool = True) -> None:
         super().__init__()
+        self.final_relu = final_relu
         self.conv1 = ConvLayer(channels, channels, 3)
         self.in1 = nn.InstanceNorm2d(channels, affine=True)
         self.conv2 = ConvLayer(channels, channels, 3)
@@ -85,7 +86,8 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.in1(self.conv1(x)))
-        return F.relu(x + self.in2(self.conv2(y)))
+        y = x + self.in2(self.conv2(y))
+        return F.relu(y) if self.final_relu else y
 
 
 class StylePlanner(nn.Module):

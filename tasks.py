@@ -85,7 +85,7 @@ def networks(args) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The task's planner and actor (on the CPU); build() and benchmark.py's size table use it."""
     residual = args.transition == "residual"  # E10b: the actor starts at the zero action
     if args.task == "style":
-        return StylePlanner(), StyleActor(zero_init=residual)
+        return StylePlanner(), StyleActor(zero_init=residual, blocks=args.actor_blocks)
     if args.task == "video":  # the style networks with a step-wise GRU in the planner, a frame-wise one in the actor
         return VideoPlanner(), VideoActor(zero_init=residual)
     if args.task in ("digits", "register"):  # the style networks with 2 channels: a 1 x H/4 x W/4 plan (7 x 7 for

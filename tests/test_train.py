@@ -88,6 +88,12 @@ def test_seeded_runs_are_identical(tmp_path, task):
     if task == "style":
         result = run_script("train.py", *TINY, "--run-dir", str(tmp_path), "--name", "c", "--seed", "2")
         assert [r["aux_loss"] for r in read_progress(tmp_path / "c")] != [r["aux_loss"] for r in a]
+        # eval.csv also holds E13 layer by layer (colour in relu1_2, texture deeper); the printed table does not
+        rows = list(csv.DictReader(open(tmp_path / "c" / "eval.csv")))
+        layers = [f"style relu{n}" for n in ("1_2", "2_2", "3_3", "4_3")]
+        assert all(abs(sum(float(r[k]) for k in layers) - float(r["style loss"])) <= 1e-6 * float(r["style loss"])
+                   for r in rows) and float(rows[1]["style relu4_3"]) > 0
+        assert "relu" not in result.stdout.split("held-out evaluation")[-1]
 
 
 def test_resume_continues_from_the_saved_step(tmp_path, tiny):

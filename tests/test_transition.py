@@ -26,6 +26,22 @@ def test_a_zero_initialised_actor_acts_zero_whatever_the_plan(actor_class):
     assert actor.deconv3.conv2d.weight.abs().sum() > 0  # only the last layer starts at zero
 
 
+def test_actor_blocks_add_depth_keep_the_identity_start_and_the_paper_layout():
+    torch.manual_seed(0)
+    planner, paper, deeper = StylePlanner(), StyleActor(zero_init=True), StyleActor(zero_init=True, blocks=2)
+    assert list(paper.state_dict()) == [k for k in deeper.state_dict() if not k.startswith("blocks.")]  # released weights load
+    assert sum(p.numel() for p in deeper.parameters()) - sum(p.numel() for p in paper.parameters()) == 2 * 2 * (65 * 65 * 9 + 65 * 3)
+    dist, features = planner(torch.randn(2, 3, 32, 32))
+    assert torch.equal(deeper(dist.rsample(), features), torch.zeros(2, 3, 32, 32))  # E10b's identity start
+    torch.nn.init.normal_(deeper.deconv1.conv2d.weight)
+    plan = dist.rsample()
+    plan.retain_grad()
+    deeper(plan, features).square().sum().backward()
+    assert plan.grad.abs().sum() > 0 and deeper.blocks[1].conv2.conv2d.weight.grad.abs().sum() > 0
+    args, _ = parse_args(["--task", "style", "--actor-blocks", "2"])
+    assert sum(p.numel() for p in networks(args)[1].parameters()) == sum(p.numel() for p in deeper.parameters())
+
+
 def test_residual_step_adds_the_action_to_the_state_and_keeps_valid_pixels():
     env = make_env(residual=True)
     content = torch.rand(2, 3, 32, 32) * 0.5 + 0.25
