@@ -8,7 +8,7 @@ from config import Args, parse_args, resolve_amp
 from env import StyleEnv, denormalize, normalize
 from evaluate import rollout
 from planner import StylePlanner
-from tasks import networks
+from tasks import PRESETS, networks
 from vgg import load_vgg16
 
 
@@ -101,6 +101,9 @@ def test_amp_auto_follows_the_hardware_and_on_off_are_obeyed():
     on, why = resolve_amp("auto", "cpu")
     assert on == torch.ops.mkldnn._is_mkldnn_bf16_supported() and why.startswith("auto")
     assert Args().amp == "auto"
+    chosen = {task: parse_args(["--task", task, "--device", "cpu"])[0].amp for task in PRESETS}
+    assert chosen == {"style": "auto", "photo": "auto", "video": "off", "inpaint": "off", "digits": "off",
+                      "register": "off"}  # the CPU presets as measured on and off (docs/speed-and-faults.md)
 
 
 def test_a_step_size_bounds_every_pixel_of_a_step():
