@@ -52,7 +52,7 @@ PRESETS = {
                     reward_scale=0.01, kl_weight=0.01, save_every=100),
         "cpu": dict(image_size=64, num_envs=16, batch_size=16, total_steps=1500, max_episode_steps=5, test_steps=5,
                     buffer_size=5000, learning_starts=256, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3, disc_lr=2e-4,
-                    init_log_alpha=-5.0, save_every=20),  # --amp auto: bfloat16 trained better (docs/speed-and-faults.md)
+                    init_log_alpha=-5.0, save_every=20),  # --amp auto: bfloat16 did better (docs/speed-and-faults.md)
         "cuda": dict(image_size=128, num_envs=16, batch_size=16, total_steps=100000, max_episode_steps=10,
                      test_steps=5, buffer_size=5000, learning_starts=1000, lr=2e-4, critic_lr=2e-4, alpha_lr=2e-4),
     },
@@ -68,7 +68,7 @@ PRESETS = {
         "all": dict(pair_mode="atlas", tv_weight=1.0, reward_scale=0.01, kl_weight=0.01, success_dice=1.0),
         "cpu": dict(image_size=48, max_step=1.0, num_envs=16, batch_size=8, total_steps=500, max_episode_steps=8,
                     test_steps=10, buffer_size=20000, learning_starts=128, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3,
-                    init_log_alpha=-5.0, save_every=10, amp="off"),  # bfloat16: lower Dice on seed 2
+                    init_log_alpha=-5.0, save_every=10, amp="off"),  # bfloat16: a tie (seed 1 better, 2 worse)
         "cuda": dict(image_size=128, max_step=2.0, num_envs=64, batch_size=64, total_steps=100000, max_episode_steps=10,
                      test_steps=10, buffer_size=100000, learning_starts=2000, lr=1e-4, critic_lr=1e-4, alpha_lr=1e-4),
     },
