@@ -56,6 +56,8 @@ class Args:
     gamma: float = arg(0.99, "discount (paper: 0.99)")
     tau: float = arg(0.005, "soft target rate (paper: 0.005)")
     lr: float = arg(1e-4, "planner and actor learning rate (paper: 1e-4 for style)")
+    lr_decay: str = arg("off", "planner and actor learning rate over the run: off (constant, the paper) or linear (from "
+                               "--lr down to 0 at --total-steps; ours, difference 48)", choices=("off", "linear"))
     critic_lr: float = arg(1e-5, "critic learning rate (paper: 1e-5 for style)")
     head_lr: float = arg(1e-3, "learning rate of the reward head of adaptive stopping (ours, E35)")
     alpha_lr: float = arg(1e-4, "temperature learning rate")

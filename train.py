@@ -112,6 +112,15 @@ def collect(args: Args, task: dict, buffer: ReplayBuffer, state: torch.Tensor, r
     return next_state, reward, done
 
 
+def decay_learning_rate(args: Args, modules: dict, step: int) -> None:
+    """--lr-decay linear (difference 48): the planner's and actor's learning rate falls from --lr to 0 at
+    --total-steps. A function of the step alone, so that a resumed run continues the same schedule."""
+    if args.lr_decay == "linear":
+        for name in ("planner_opt", "actor_opt"):
+            for group in modules[name].param_groups:
+                group["lr"] = args.lr * (1 - (step - 1) / args.total_steps)
+
+
 def optimiser_step(optimiser: torch.optim.Optimizer) -> None:
     """optimiser.step(), with the gradients averaged over the ranks first under torchrun (distributed.py)."""
     average_gradients(optimiser)
@@ -182,6 +191,7 @@ def train(args: Args, world: World = World()) -> tuple[str, dict]:
                 ready = ready or every_rank(buffer.size >= args.learning_starts)
                 if ready and step % args.update_every == 0:             # A1.9
                     updates += 1
+                    decay_learning_rate(args, modules, step)             # --lr-decay linear (ours); off: constant
                     gan_on = step >= args.gan_warmup * args.total_steps  # adversarial term after the warm-up
                     for k, v in update(args, task, buffer, modules, log_alpha, target_entropy, updates,
                                        sample_rng, gan_on).items():

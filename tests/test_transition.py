@@ -92,6 +92,8 @@ def test_the_style_presets_start_at_the_identity_and_the_paper_flag_restores_e10
     assert parse_args(["--task", "video"])[0].transition == "residual"
     assert parse_args(["--task", "style", "--transition", "paper"])[0].transition == "paper"
     assert Args().transition == "paper"  # what the released weights and older checkpoints are run with
+    style = parse_args(["--task", "style", "--device", "cpu"])[0]  # difference 48: decay, reward scale, temperature
+    assert (style.lr_decay, style.kappa, style.init_log_alpha) == ("linear", 1e3, -10.0) and Args().lr_decay == "off"
     assert networks(Args(task="style"))[1].deconv1.conv2d.weight.abs().sum() > 0
 
 

@@ -180,3 +180,17 @@ def test_inference_acts_with_the_plan_mean():
     for a, b, c in zip(*runs, states):
         assert torch.equal(a, b) and torch.equal(a, c)
     assert not torch.allclose(states[1], states[2], atol=1e-3)  # the steps do act
+
+
+def test_lr_decay_linear_falls_to_zero_with_the_step_and_off_keeps_the_paper_constant():
+    args, modules, _, _ = agent(lr_decay="linear", total_steps=100)
+    rates = []
+    for step in (1, 51, 100):
+        train.decay_learning_rate(args, modules, step)
+        rates.append([g["lr"] for name in ("planner_opt", "actor_opt") for g in modules[name].param_groups])
+    assert rates[0] == [1e-3, 1e-3] and torch.allclose(torch.tensor(rates[1]), torch.tensor([5e-4, 5e-4]))
+    assert torch.allclose(torch.tensor(rates[2]), torch.tensor([1e-5, 1e-5]))
+    assert modules["critic_opt"].param_groups[0]["lr"] == 1e-3                # the critic's is left alone
+    args, modules, _, _ = agent(total_steps=100)                               # off, the default: constant
+    train.decay_learning_rate(args, modules, 90)
+    assert modules["actor_opt"].param_groups[0]["lr"] == 1e-3
