@@ -12,23 +12,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from planner import ConvGRUCell, ConvLayer, ResidualBlock
+from planner import ConvGRUCell, ConvLayer
 
 
-class StyleActor(nn.Module):
-    """The paper's style-transfer actor (METHOD.md 5.3): three up-sampling layers, three skips.
+class MapActor(nn.Module):
+    """The paper's style-transfer actor: three up-sampling layers, three skips.
 
     plan (B, 1, H/4, W/4) + features [f1 (16, H), f2 (32, H/2), f3 (64, H/4)] -> action (B, 3, H, W),
     an image in ImageNet-normalised space (no output activation, as in the authors' code). The digit
     transform uses the same networks with 2 channels in and out, the output through a scaled tanh.
     """
 
-    def __init__(self, out_channels: int = 3, tanh_scale: float | None = None, zero_init: bool = False,
-                 blocks: int = 0) -> None:
+    def __init__(self, out_channels: int = 3, tanh_scale: float | None = None, zero_init: bool = False) -> None:
         super().__init__()
         self.tanh_scale = tanh_scale  # digit transform: the action is tanh_scale * tanh(output), a bounded field
-        # ours (--actor-blocks, difference 47): residual blocks on plan and skip at H/4 before the up-sampling; 0: the paper
-        self.blocks = nn.Sequential(*[ResidualBlock(1 + 64, final_relu=False) for _ in range(blocks)])
         self.deconv3 = ConvLayer(1 + 64, 64, 3, upsample=2)
         self.in3_d = nn.InstanceNorm2d(64, affine=True)
         self.deconv2 = ConvLayer(64 + 32, 32, 3, upsample=2)
@@ -37,12 +34,12 @@ class StyleActor(nn.Module):
         # Present in the authors' released weights but unused in their forward pass; kept so the
         # released actor file loads without editing.
         self.in1_d = nn.InstanceNorm2d(out_channels, affine=True)
-        if zero_init:  # E10b: the first action is zero, s_1 = s_0 + 0 = the photo
+        if zero_init:  # O1: the first action is zero, s_1 = s_0 + 0 = the photo
             nn.init.zeros_(self.deconv1.conv2d.weight), nn.init.zeros_(self.deconv1.conv2d.bias)
 
     def forward(self, plan: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
         f1, f2, f3 = features
-        return self.decode(self.blocks(torch.cat([plan, f3], 1)), f2, f1)
+        return self.decode(torch.cat([plan, f3], 1), f2, f1)
 
     def decode(self, x: torch.Tensor, f2: torch.Tensor, f1: torch.Tensor) -> torch.Tensor:
         """The three up-sampling layers from the H/4 input x (plan and skip, concatenated)."""
@@ -52,8 +49,8 @@ class StyleActor(nn.Module):
         return out if self.tanh_scale is None else self.tanh_scale * torch.tanh(out)
 
 
-class VideoActor(StyleActor):
-    """The video actor (METHOD.md 5.4): the style actor with a *frame-wise* ConvGRU at its input.
+class VideoActor(MapActor):
+    """The video actor: the style actor with a *frame-wise* ConvGRU at its input.
 
     Its hidden state m (B, 16, H/4, W/4) carries, for each step index t, what step t of the previous
     frame computed to step t of this frame; it is None (zeros) for a video's first frame and for
@@ -61,22 +58,22 @@ class VideoActor(StyleActor):
     its new state joins that input: the first up-sampling layer takes 1 + 64 + 16 channels.
     """
 
-    def __init__(self, memory_channels: int = 16, zero_init: bool = False) -> None:
+    def __init__(self, hidden_channels: int = 16, zero_init: bool = False) -> None:
         super().__init__(zero_init=zero_init)
-        self.frame_gru = ConvGRUCell(1 + 64, memory_channels)
-        self.deconv3 = ConvLayer(1 + 64 + memory_channels, 64, 3, upsample=2)
+        self.frame_gru = ConvGRUCell(1 + 64, hidden_channels)
+        self.deconv3 = ConvLayer(1 + 64 + hidden_channels, 64, 3, upsample=2)
 
     def forward(self, plan: torch.Tensor, features: list[torch.Tensor],
-                frame_memory: torch.Tensor | None = None) -> torch.Tensor:
-        return self.step(plan, features, frame_memory)[0]
+                frame_hidden: torch.Tensor | None = None) -> torch.Tensor:
+        return self.step(plan, features, frame_hidden)[0]
 
-    def step(self, plan: torch.Tensor, features: list[torch.Tensor], frame_memory: torch.Tensor | None
+    def step(self, plan: torch.Tensor, features: list[torch.Tensor], frame_hidden: torch.Tensor | None
              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(action, the frame-wise memory for the same step of the next frame)."""
+        """(action, the frame-wise hidden state for the same step of the next frame)."""
         f1, f2, f3 = features
         x = torch.cat([plan, f3], 1)                      # (B, 65, H/4, W/4)
-        frame_memory = self.frame_gru(x, frame_memory)    # (B, 16, H/4, W/4)
-        return self.decode(torch.cat([x, frame_memory], 1), f2, f1), frame_memory
+        frame_hidden = self.frame_gru(x, frame_hidden)    # (B, 16, H/4, W/4)
+        return self.decode(torch.cat([x, frame_hidden], 1), f2, f1), frame_hidden
 
 
 def up_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -84,13 +81,13 @@ def up_block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, 1, 1), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2))
 
 
-class ConvActor(nn.Module):
-    """The vector-plan actor of the face and photo tasks (METHOD.md 5.1, 5.2).
+class VectorActor(nn.Module):
+    """The vector-plan actor of the face and photo tasks.
 
     The plan (B, P) is spread over 4 x 4, then up-blocks (nearest x2, conv, BN, LeakyReLU) climb back
     to full size, concatenating the planner feature of each scale (U-Net style); a last 3x3 conv
     gives the image in [-1, 1]: clamped (face inpainting) or through tanh (`tanh=True`, photo
-    translation), as in the authors' code. `widths` are the ConvPlanner's. For a full-size action (photo
+    translation), as in the authors' code. `widths` are the VectorPlanner's. For a full-size action (photo
     translation) one more up-block, without a skip, climbs from S/2 to S. With `patch=True` it is left out
     and the action is the half-size patch (S/2 x S/2) of face inpainting.
     """

@@ -7,7 +7,7 @@ value instead of 4), `float16` halves the size; they come back as float32. What 
 transition is the environment's choice (env.pack: no second copy of what can be rebuilt).
 
 Before allocating, the buffer checks that it fits: `capacity` times the bytes of one transition
-must stay under 90 % of the memory available on its device, or it refuses with ReplayMemoryError.
+must stay under 90 % of the memory available on its device, or it refuses with BufferTooLarge.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ GiB = 2 ** 30
 
 
 @dataclass
-class Field:
+class Column:
     """One stored quantity: per-transition shape, storage dtype and, for uint8, the value range
     (`low`, `high`: floats or tensors that broadcast against the shape, e.g. one per channel)."""
     shape: tuple[int, ...]
@@ -30,11 +30,11 @@ class Field:
     high: float | torch.Tensor = 1.0
 
 
-class ReplayMemoryError(Exception):
+class BufferTooLarge(Exception):
     """The replay buffer asked for would not fit in the memory available."""
 
 
-def transition_bytes(fields: dict[str, Field]) -> int:
+def transition_bytes(fields: dict[str, Column]) -> int:
     """Bytes one stored transition takes."""
     return sum(math.prod(f.shape) * torch.empty((), dtype=f.dtype).element_size() for f in fields.values())
 
@@ -54,9 +54,9 @@ def available_memory(device: torch.device) -> int | None:
         return None
 
 
-def memory_estimate(capacity: int, fields: dict[str, Field], device: torch.device | str = "cpu") -> str:
+def memory_estimate(capacity: int, fields: dict[str, Column], device: torch.device | str = "cpu") -> str:
     """One line for the start of a run: the size of one transition, of the whole buffer and what is free.
-    Raises ReplayMemoryError when the buffer would take more than 90 % of the free memory."""
+    Raises BufferTooLarge when the buffer would take more than 90 % of the free memory."""
     device = torch.device(device)
     per, free = transition_bytes(fields), available_memory(device)
     need = capacity * per
@@ -64,7 +64,7 @@ def memory_estimate(capacity: int, fields: dict[str, Field], device: torch.devic
     if free is None:
         return line + " (free memory unknown)"
     if need > 0.9 * free:
-        raise ReplayMemoryError(f"--buffer-size {capacity:,}: the replay buffer needs {need / GiB:.1f} GiB "
+        raise BufferTooLarge(f"--buffer-size {capacity:,}: the replay buffer needs {need / GiB:.1f} GiB "
                                 f"({per / 1024:.1f} KiB per transition) but only {free / GiB:.1f} GiB of {device.type} "
                                 f"memory is free; lower --buffer-size (at most about {int(0.9 * free / per):,} fit)")
     return line + f" ({free / GiB:.1f} GiB free)"
@@ -73,7 +73,7 @@ def memory_estimate(capacity: int, fields: dict[str, Field], device: torch.devic
 class ReplayBuffer:
     """Ring buffer of `capacity` transitions; `add` takes a dict of (N, *shape) tensors."""
 
-    def __init__(self, capacity: int, fields: dict[str, Field], device: torch.device | str = "cpu") -> None:
+    def __init__(self, capacity: int, fields: dict[str, Column], device: torch.device | str = "cpu") -> None:
         self.estimate = memory_estimate(capacity, fields, device)  # raises, before allocating, if it would not fit
         self.capacity, self.fields, self.device = capacity, fields, torch.device(device)
         self.storage = {name: torch.zeros((capacity, *f.shape), dtype=f.dtype, device=self.device)

@@ -83,7 +83,7 @@ def target_copy(critic: Critic) -> Critic:
 
 
 class RewardHead(nn.Module):
-    """Adaptive stopping (ours, README E35, E36): r-hat_eta(s), the reward a step earns by reaching the state
+    """Adaptive stopping (ours, README O3, O4): r-hat_eta(s), the reward a step earns by reaching the state
     s, predicted from s alone: one small Q-network (width 8, no plan input) regressed on the next states and
     rewards stored in D. Every task's reward is a score of the state reached (minus its style loss, its
     PSNR, its Dice), so r-hat is a quality estimate of a state that needs no target; which plan led there,

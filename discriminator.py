@@ -1,4 +1,4 @@
-"""Discriminator D_omega of the GAN tasks (METHOD.md 5.1, 5.2; README E18, E19).
+"""Discriminator D_omega of the GAN tasks (README E18, E19).
 
 A local discriminator judges the actor's image (the inpainting patch, or the whole translated
 photo) against the ground truth. It only shapes the auxiliary loss J_Aux: it is not part of the

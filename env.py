@@ -1,99 +1,56 @@
 """Environments: state, transition T(s, a) and reward R(s', y) of each task (README E1, E10, E11, E15, E16,
-E21, E22, E25-E27, E30, E31, E33).
-
-An environment holds N episodes at once and steps them as one batch. Its interface is the same
-for every task, so `train.py` and `evaluate.py` have one code path:
+E21, E22, E25-E27, E30, E31, E33). One interface for every task, N episodes at once as one batch:
 
     state = env.reset(source)                 # s_0, (N, C, H, W)
-    state, reward, done = env.step(action)    # s_t+1, r_t (N,), d_t (N,)
+    state, reward, done = env.step(action)    # s_t+1, r_t (N,), d_t (N,): done marks a success, never T_max
     env.extras()                              # task extras of the current state, stored with its transition
-    stored = env.pack(transition)             # what the replay buffer keeps of a transition and its extras
-    batch = env.unpack(stored)                # ... and the full transition rebuilt from it, for updates
-    env.buffer_fields()                       # how the replay buffer stores what pack() gives
-    env.auxiliary_loss(action, batch, D)      # J_Aux's task loss on a replayed minibatch (E9);
-                                              # D: the discriminator of GAN tasks, or None
+    stored = env.pack(transition)             # what the replay buffer keeps of a transition (buffer_columns)
+    batch = env.unpack(stored)                # ... and the whole transition rebuilt from it, for updates
+    env.auxiliary_loss(action, batch, D)      # J_Aux's task loss on a replayed minibatch (E9); D or None
     env.to_image(state)                       # a state as [0, 1] RGB, for pictures and metrics
 
-`done` marks a task-defined terminal state (success); running out of steps (T_max) is a time
-limit handled by the training loop and never written into the Bellman target.
-
-pack() keeps no second copy of what can be rebuilt: a face-inpainting state is the episode's face
-with the hole's content pasted in, so the buffer stores the face once and the two holes (of s_t and
-s_t+1), not two whole states; photo translation stores the source once, not in both states. With
-8-bit image storage that is 69 KB a transition at 128 x 128, against the 393 KB of the authors' two
-float32 states (docs/speed-and-faults.md).
+pack() keeps no second copy of what can be rebuilt: an inpainting state is the face with the hole's content
+pasted in, so the buffer stores the face once and the two holes; photo translation stores the source once.
 """
 from __future__ import annotations
-
-import functools
 
 import torch
 import torch.nn.functional as F
 
-from buffer import Field
+from buffer import Column
 from losses import (STYLE_LAYERS, auxiliary_loss_digits, auxiliary_loss_inpaint, auxiliary_loss_photo,
                     auxiliary_loss_style, compose, content_loss, dice, gram_matrix, label_dice, overlap_weights, psnr,
                     style_loss, style_terms, synthetic_flow, temporal_loss, warp)
-from vgg import IMAGENET_MEAN, IMAGENET_STD, VGG16
+from vgg import VGG16, denormalize, normalize
 
 
 PASS = ("plan", "reward", "done")  # stored as they are by every task's pack()
 
 
-def memory(transitions: dict[str, torch.Tensor], key: str = "memory") -> tuple[torch.Tensor, ...]:
-    """The planner's extra input in a recurrent task (video: its step-wise memory h, in the environment's
-    extras and stored with each transition), as arguments: planner(state, *memory(batch)). () otherwise."""
-    return (transitions[key],) if key in transitions else ()
-
-
-@functools.lru_cache(maxsize=None)
-def imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """ImageNet mean and std, (1, 3, 1, 1) each, made once per device: no host-to-device copy per step."""
-    return (torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
-            torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1))
-
-
-def normalize(image: torch.Tensor) -> torch.Tensor:
-    """[0, 1] RGB -> ImageNet-normalised space (the style task's state and action space)."""
-    mean, std = imagenet_stats(image.device)
-    return (image - mean) / std
-
-
-def denormalize(x: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalised space -> [0, 1] RGB, clamped."""
-    mean, std = imagenet_stats(x.device)
-    return (x * std + mean).clamp(0, 1)
-
-
 class StyleEnv:
-    """Neural style transfer (METHOD.md 5.3), one style per model.
+    """Neural style transfer, one style per model.
 
     E10: s_0 = content image, s_t+1 = a_t (the actor's full image, clamped to valid pixels): the paper's
-    transition (`residual=False`). E10b (ours, `residual=True`): s_t+1 = s_t + a_t, the action a change
+    transition (`residual=False`). O1 (ours, `residual=True`): s_t+1 = s_t + a_t, the action a change
     of the state, with an actor whose last layer starts at zero, so that the first steps keep the photo;
-    E10c (`step_size` eps > 0): s_t+1 = s_t + eps tanh(a_t), each step bounded.
-    E11: r_t = -kappa * L_ST(s_t+1, style). No terminal state: episodes end at T_max.
+    O2 (`step_size` eps > 0): s_t+1 = s_t + eps tanh(a_t), each step bounded.
+    E11: r_t = -c L_ST(s_t+1, style), c = `reward_scale`. No terminal state: episodes end at T_max.
     """
 
-    def __init__(self, vgg: VGG16, style: torch.Tensor, kappa: float = 1e6, style_weight: float = 1e5,
-                 tv_weight: float = 1e-7, step_anchor: float = 0.0, residual: bool = False, step_size: float = 0.0,
-                 layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)) -> None:
-        self.vgg, self.kappa, self.residual, self.step_size = vgg, kappa, residual, step_size
-        self.layer_weights = layer_weights  # E14c's w_l
-        self.style_weight, self.tv_weight, self.step_anchor = style_weight, tv_weight, step_anchor
+    def __init__(self, vgg: VGG16, style: torch.Tensor, reward_scale: float = 1e6, style_weight: float = 1e5,
+                 tv_weight: float = 1e-7, residual: bool = False, step_size: float = 0.0) -> None:
+        self.vgg, self.reward_scale, self.residual, self.step_size = vgg, reward_scale, residual, step_size
+        self.style_weight, self.tv_weight = style_weight, tv_weight
         with torch.no_grad():
             features = vgg(normalize(style[None]))  # style: (3, H, W) in [0, 1]
             self.style_grams = {n: gram_matrix(getattr(features, n)) for n in STYLE_LAYERS}  # (1, C, C)
-        self.content: torch.Tensor | None = None
-        self.state: torch.Tensor | None = None
+        self.content = self.state = None
 
-    def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
-        image = (3, image_size, image_size)
-        low = normalize(torch.zeros(1, 3, 1, 1))[0]   # (3, 1, 1): per-channel range of valid pixels
-        high = normalize(torch.ones(1, 3, 1, 1))[0]
-        return {"state": Field(image, torch.uint8, low, high), "plan": Field(plan_shape),
-                "reward": Field(()), "next_state": Field(image, torch.uint8, low, high),
-                "done": Field(()), "content": Field(image, torch.uint8, low, high)}
+    def buffer_columns(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Column]:
+        low, high = normalize(torch.zeros(1, 3, 1, 1))[0], normalize(torch.ones(1, 3, 1, 1))[0]  # valid pixels, (3, 1, 1)
+        image = Column((3, image_size, image_size), torch.uint8, low, high)
+        return {"state": image, "plan": Column(plan_shape), "reward": Column(()), "next_state": image,
+                "done": Column(()), "content": image}
 
     def reset(self, content: torch.Tensor) -> torch.Tensor:
         """content: (N, 3, H, W) in [0, 1] -> s_0 (N, 3, H, W), normalised."""
@@ -102,18 +59,18 @@ class StyleEnv:
         return self.state
 
     def next_image(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """T(s_t, a_t) before it is kept to valid pixels: a_t (E10), s_t + a_t (E10b) or, with a step size
-        eps > 0, s_t + eps tanh(a_t) (E10c: no pixel moves by more than eps in one step)."""
+        """T(s_t, a_t) before it is kept to valid pixels: a_t (E10), s_t + a_t (O1) or, with a step size
+        eps > 0, s_t + eps tanh(a_t) (O2: no pixel moves by more than eps in one step)."""
         if not self.residual:
             return action                                            # E10
         if self.step_size > 0:
-            return state + self.step_size * torch.tanh(action)      # E10c
-        return state + action                                        # E10b
+            return state + self.step_size * torch.tanh(action)      # O2
+        return state + action                                        # O1
 
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        self.state = normalize(denormalize(self.next_image(self.state, action)))  # E10, E10b or E10c; valid pixels
-        reward = -self.kappa * style_loss(self.vgg(self.state), self.style_grams)  # E11, (N,)
+        self.state = normalize(denormalize(self.next_image(self.state, action)))  # E10, O1 or O2; valid pixels
+        reward = -self.reward_scale * style_loss(self.vgg(self.state), self.style_grams)  # E11, (N,)
         done = torch.zeros_like(reward)  # the style task has no terminal state
         return self.state, reward, done
 
@@ -121,8 +78,7 @@ class StyleEnv:
         return {"content": self.content}
 
     def pack(self, transition: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Nothing to leave out: s_t, s_t+1 and the content image all differ (s_0 is the content)."""
-        return dict(transition)
+        return dict(transition)  # nothing to leave out: s_t, s_t+1 and the content image all differ
 
     def unpack(self, stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return dict(stored)
@@ -132,16 +88,13 @@ class StyleEnv:
 
     def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """E14 on a replayed minibatch, on the image the action makes (`next_image`: a_t, or s_t + a_t): content
-        against the episode's *original* content image x and, with `step_anchor` > 0, against the step's
-        input s_t (E14b)."""
+        """E14 on a replayed minibatch, on the image the action makes (`next_image`), its content against the
+        episode's *original* content image x."""
         with torch.no_grad():
-            content_features = self.vgg(batch["content"], last="relu2_2") if self.step_anchor < 1 else None
-            state_features = self.vgg(batch["state"], last="relu2_2") if self.step_anchor > 0 else None
+            content_features = self.vgg(batch["content"], last="relu2_2")
         image = self.next_image(batch["state"], action)
         return auxiliary_loss_style(image, self.vgg(image), content_features, self.style_grams,
-                                    self.style_weight, self.tv_weight, state_features, self.step_anchor,
-                                    self.layer_weights)
+                                    self.style_weight, self.tv_weight)
 
     @torch.no_grad()
     def metrics(self, image: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -153,69 +106,65 @@ class StyleEnv:
 
 
 class VideoEnv(StyleEnv):
-    """Video style transfer (METHOD.md 5.4): the style environment (E10, E11), one frame an episode.
-
-    Two things are added. The planner's step-wise memory h_t of the running episodes (`memory`): zeros
-    at each reset (a new frame), then the planner's output after each step (train.py and
-    evaluate.py set it); it is stored with each transition, as the memory of s_t and of s_t+1, so that
-    replayed updates run the planner as it acted. And J_Aux's compound temporal term (E30, E31), which runs
-    the current policy on a synthetic next frame: this environment is given the planner and actor for it.
-    """
+    """Video style transfer: the style environment (E10, E11), one frame an episode, and two additions.
+    The planner's step-wise GRU state h_t (`hidden`): zeros at each reset (a new frame), then the planner's
+    output after each step (`carry`), stored with each transition for s_t and s_t+1, so that replayed updates
+    run the planner as it acted. And J_Aux's compound temporal term (E30, E31), which runs the current policy
+    on a synthetic next frame: this environment is given the planner and actor for it."""
 
     def __init__(self, vgg: VGG16, style: torch.Tensor, planner: torch.nn.Module, actor: torch.nn.Module,
-                 kappa: float = 1e6, style_weight: float = 1e5, tv_weight: float = 1e-7, step_anchor: float = 0.0,
+                 reward_scale: float = 1e6, style_weight: float = 1e5, tv_weight: float = 1e-7,
                  temporal_weight: float = 100.0, noise: float = 1e-3, seed: int = 0, device: torch.device | str = "cpu",
-                 residual: bool = False, step_size: float = 0.0, layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
-                 ) -> None:
-        super().__init__(vgg, style, kappa, style_weight, tv_weight, step_anchor, residual, step_size, layer_weights)
+                 residual: bool = False, step_size: float = 0.0) -> None:
+        super().__init__(vgg, style, reward_scale, style_weight, tv_weight, residual, step_size)
         self.planner, self.actor = planner, actor
         self.temporal_weight, self.noise = temporal_weight, noise
         self.generator = torch.Generator(device).manual_seed(seed)  # the synthetic flows and noise; checkpointed
-        self.memory: torch.Tensor | None = None
+        self.hidden: torch.Tensor | None = None
 
-    def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
+    def buffer_columns(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Column]:
         # a GRU state lies in (-1, 1); 8 bits with steps of 1/127 from -128/127, so that 0 (a reset) is exact
-        memory = Field((self.planner.memory_channels, image_size // 4, image_size // 4), torch.uint8, -128 / 127, 1.0)
-        return {**super().buffer_fields(image_size, plan_shape), "memory": memory, "next_memory": memory}
+        hidden = Column((self.planner.hidden_channels, image_size // 4, image_size // 4), torch.uint8, -128 / 127, 1.0)
+        return {**super().buffer_columns(image_size, plan_shape), "hidden": hidden, "next_hidden": hidden}
 
     def reset(self, content: torch.Tensor) -> torch.Tensor:
         n, _, h, w = content.shape
-        self.memory = content.new_zeros(n, self.planner.memory_channels, h // 4, w // 4)  # h_0 = 0: a fresh GRU
+        self.hidden = content.new_zeros(n, self.planner.hidden_channels, h // 4, w // 4)  # h_0 = 0: a fresh GRU
         return super().reset(content)
 
     def carry(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """After acting on s_t: the planner's new memory h_t+1 (its last feature) becomes s_t+1's; returned too."""
-        self.memory = features[-1].float()
-        return self.memory
+        """After acting on s_t: the planner's new hidden state h_t+1 (its last feature) becomes s_t+1's; returned too."""
+        self.hidden = features[-1].float()
+        return self.hidden
 
     def extras(self) -> dict[str, torch.Tensor]:
-        return {"content": self.content, "memory": self.memory}
+        return {"content": self.content, "hidden": self.hidden}
 
     def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """E14 (the style terms) + zeta * L_CT (E31) on a replayed minibatch."""
         loss, parts = super().auxiliary_loss(action, batch)
         if self.temporal_weight > 0:
-            l_ct = self.temporal_term(batch["state"], batch["memory"]).mean()
+            l_ct = self.temporal_term(batch["state"], batch["hidden"]).mean()
             loss = loss + self.temporal_weight * l_ct  # E31
             parts["temporal"] = l_ct.detach()
         return loss, parts
 
-    def temporal_term(self, state: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    def temporal_term(self, state: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """E30, E31: x = a replayed state, x' = W(x) + Delta a synthetic next frame (W a random smooth flow,
         Delta noise of std `noise`); f = one step of the current policy with the plan mean (what inference
-        runs), the actor's frame-wise memory carried from f(x) to f(x'), the planner's memory warped with
+        runs), the actor's frame-wise hidden state carried from f(x) to f(x'), the planner's hidden state warped with
         the frame. Returns L_CT per sample (B,)."""
         n, _, h, w = state.shape
         flow = synthetic_flow(n, h, w, self.generator)                                   # W, (B, 2, H, W)
         noise = torch.randn(state.shape, generator=self.generator, device=state.device)
         next_state = warp(state, flow, padding="border") + self.noise * noise          # E30: x' = W(x) + Delta
-        small = F.interpolate(flow, size=memory.shape[-2:], mode="bilinear", align_corners=False) / 4
-        dist, features = self.planner(state, memory)
-        action, frame_memory = self.actor.step(dist.mean, features, None)
+        small = F.interpolate(flow, size=hidden.shape[-2:], mode="bilinear", align_corners=False) / 4
+        dist, features = self.planner(state, hidden)
+        action, frame_hidden = self.actor.step(dist.mean, features, None)
         output = self.next_image(state, action)                                          # f(x)
-        dist, features = self.planner(next_state, warp(memory, small, padding="border"))
-        next_action, _ = self.actor.step(dist.mean, features, frame_memory)
+        dist, features = self.planner(next_state, warp(hidden, small, padding="border"))
+        next_action, _ = self.actor.step(dist.mean, features, frame_hidden)
         next_output = self.next_image(next_state, next_action)                          # f(x')
         return temporal_loss(output, next_output, flow)                                 # E31
 
@@ -227,15 +176,13 @@ def hole_geometry(image_size: int) -> tuple[int, int, int]:
 
 
 class InpaintEnv:
-    """Face inpainting with a centre hole (METHOD.md 5.1). Images are in [-1, 1].
+    """Face inpainting with a centre hole. Images are in [-1, 1].
 
     The action is the centre patch [start:end] (S/2 x S/2); the hole is its inner region, the patch
     less a `ring`-pixel border that overlaps the known face (predicted, weighted, never pasted).
     E15: s_0 = x with the hole filled white; s_t+1 = s_0 with the inner region of a_t pasted in
          (not cumulative: always into the original masked image).
-    E16: r_t = PSNR(a_t, y_centre) + bonus * d_t, d_t = [PSNR > success_psnr], times `reward_scale`
-         (1 in the paper; the presets use 0.01 so that Q, and the planner's gradient from it, stay
-         near the size of J_Aux's: see docs/differences.md).
+    E16: r_t = PSNR(a_t, y_centre) + bonus * d_t, d_t = [PSNR > success_psnr], times `reward_scale`.
     """
 
     def __init__(self, image_size: int, rec_weight: float = 1.2, adv_weight: float = 0.001,
@@ -244,24 +191,20 @@ class InpaintEnv:
         self.rec_weight, self.adv_weight = rec_weight, adv_weight
         self.success_psnr, self.bonus, self.reward_scale = success_psnr, bonus, reward_scale
         self.weights = overlap_weights(self.end - self.start, self.ring)  # E17's W, (1, 1, P, P)
-        self.masked: torch.Tensor | None = None
-        self.target: torch.Tensor | None = None
+        self.masked = self.target = None
 
     @property
-    def hole(self) -> tuple[slice, slice]:
-        """Index of the hole (the pasted inner region) in an image: image[..., rows, cols]."""
-        a, b = self.start + self.ring, self.end - self.ring
-        return slice(a, b), slice(a, b)
+    def hole(self) -> tuple[slice, slice]:  # the hole (the pasted inner region): image[..., rows, cols]
+        return (slice(self.start + self.ring, self.end - self.ring),) * 2
 
     @property
     def hole_size(self) -> int:
         return self.end - self.start - 2 * self.ring
 
-    def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
-        image, hole = (3, image_size, image_size), (3, self.hole_size, self.hole_size)
-        return {"image": Field(image, torch.uint8, -1.0, 1.0), "hole": Field(hole, torch.uint8, -1.0, 1.0),
-                "next_hole": Field(hole, torch.uint8, -1.0, 1.0), "plan": Field(plan_shape), "reward": Field(()),
-                "done": Field(())}
+    def buffer_columns(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Column]:
+        hole = Column((3, self.hole_size, self.hole_size), torch.uint8, -1.0, 1.0)
+        return {"image": Column((3, image_size, image_size), torch.uint8, -1.0, 1.0), "hole": hole, "next_hole": hole,
+                "plan": Column(plan_shape), "reward": Column(()), "done": Column(())}
 
     def reset(self, image: torch.Tensor) -> torch.Tensor:
         """image: (N, 3, S, S) in [0, 1] -> s_0 (N, 3, S, S) in [-1, 1], the hole white."""
@@ -301,8 +244,7 @@ class InpaintEnv:
 
     def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """E20 on a replayed minibatch: the patch against the ground-truth centre, plus the adversarial
-        term once the discriminator is on."""
+        """E20 on a replayed minibatch: the patch against the true centre, the adversarial term once D is on."""
         fake_logits = discriminator(action) if discriminator is not None else None
         self.weights = self.weights.to(action.device)  # once: a no-op when already there
         return auxiliary_loss_inpaint(action, batch["target"], self.weights, fake_logits,
@@ -310,7 +252,7 @@ class InpaintEnv:
 
 
 class PhotoEnv:
-    """Paired photo translation, pix2pix data (METHOD.md 5.2). Images are in [-1, 1].
+    """Paired photo translation, pix2pix data. Images are in [-1, 1].
 
     E21: s_t = concat(x, y_t), 6 channels: the source and the current output. y_0 is the source image
          (`init="source"`, the default, as the authors' README says) or uniform noise in [-1, 1]
@@ -319,21 +261,20 @@ class PhotoEnv:
     E22: r_t = PSNR(a_t, y) + bonus * d_t, d_t = [PSNR > success_psnr], times `reward_scale`.
     """
 
-    def __init__(self, l1_weight: float = 1.0, adv_weight: float = 0.02, tv_weight: float = 0.1,
+    def __init__(self, l1_weight: float = 1.0, adv_weight: float = 0.02, tv2_weight: float = 0.1,
                  success_psnr: float = 30.0, bonus: float = 10.0, reward_scale: float = 1.0,
                  init: str = "source", seed: int = 0, device: torch.device | str = "cpu") -> None:
         if init not in ("source", "noise"):
             raise ValueError(f"init {init!r}: choose source or noise")
-        self.l1_weight, self.adv_weight, self.tv_weight = l1_weight, adv_weight, tv_weight
+        self.l1_weight, self.adv_weight, self.tv2_weight = l1_weight, adv_weight, tv2_weight
         self.success_psnr, self.bonus, self.reward_scale, self.init = success_psnr, bonus, reward_scale, init
         self.generator = torch.Generator(device).manual_seed(seed)  # init="noise"'s y_0 (train.py checkpoints it)
-        self.source: torch.Tensor | None = None
-        self.target: torch.Tensor | None = None
+        self.source = self.target = None
 
-    def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
-        image = Field((3, image_size, image_size), torch.uint8, -1.0, 1.0)
-        return {"source": image, "output": image, "next_output": image, "target": image, "plan": Field(plan_shape),
-                "reward": Field(()), "done": Field(())}
+    def buffer_columns(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Column]:
+        image = Column((3, image_size, image_size), torch.uint8, -1.0, 1.0)
+        return {"source": image, "output": image, "next_output": image, "target": image, "plan": Column(plan_shape),
+                "reward": Column(()), "done": Column(())}
 
     def reset(self, pair: torch.Tensor) -> torch.Tensor:
         """pair: (N, 6, S, S) in [0, 1], source then target -> s_0 (N, 6, S, S) in [-1, 1]."""
@@ -369,36 +310,31 @@ class PhotoEnv:
         return {"state": torch.cat([source, stored["output"]], 1), "target": stored["target"],   # E21
                 "next_state": torch.cat([source, stored["next_output"]], 1), **{k: stored[k] for k in PASS}}
 
-    def to_image(self, state: torch.Tensor) -> torch.Tensor:
-        """The current output y_t of a state, as [0, 1] RGB."""
+    def to_image(self, state: torch.Tensor) -> torch.Tensor:  # the current output y_t, as [0, 1] RGB
         return ((state[..., 3:, :, :] + 1) / 2).clamp(0, 1)
 
     def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """E24 on a replayed minibatch: L1 to the target, plus the adversarial and TV terms once the
-        discriminator is on."""
+        """E24 on a replayed minibatch: L1 to the target, the adversarial and TV terms once D is on."""
         fake_logits = discriminator(action) if discriminator is not None else None
         return auxiliary_loss_photo(action, batch["target"], fake_logits, self.l1_weight, self.adv_weight,
-                                    self.tv_weight)
+                                    self.tv2_weight)
 
 
 INK = 1e-3  # E27's "> 0": above grid_sample's round-off (about 1e-6), below MNIST's faintest ink (1/255)
 
 
 class RegistrationEnv:
-    """Deformable registration of a moving image onto a fixed one (METHOD.md 5.5): the digit transform
-    and `--task register` (the SPAC task), one environment. Images are in [0, 1].
-
-    The state is [fixed, moved] (2 channels). The action is a displacement field a_t (2, H, W) in pixels,
+    """Deformable registration of a moving image onto a fixed one: the digit transform and `--task register`
+    (the SPAC task), one environment. Images are in [0, 1]. The state is [fixed, moved] (2 channels). The action is a displacement field a_t (2, H, W) in pixels,
     at most `max_step` a pixel per step (the actor's tanh, clamped again here).
     E25: Omega_t+1 = warp(Omega_t, a_t) + a_t, Omega_0 = 0;  E26: moved_t+1 = warp(moving, Omega_t+1),
          always the *original* moving image, so no blur builds up.
     Reward, times `reward_scale`, done when the Dice is above `success_dice`:
     E27 (digits, `classes` 0): r_t = 10 Dice(moved_t+1 > 0, fixed > 0); "> 0" is "> INK", so that
          interpolation round-off is not ink.
-    E33 (register, `classes` k): r_t = 10 mean Dice(warp(U_M, Omega_t+1), U_F), U the images' k-means
-         segmentations (given with the pair by the data, computed once per image), averaged over the
-         classes other than the darkest (the background).
+    E33 (register, `classes` k): r_t = 10 mean Dice(warp(U_M, Omega_t+1), U_F) over the classes but the
+         darkest (the background), U the images' k-means labels (given with the pair by the data).
     `fields` keeps Omega_0 ... Omega_t of the running episodes, for evaluation.
     """
 
@@ -409,11 +345,11 @@ class RegistrationEnv:
         self.fixed = self.moving = self.field = self.segments = None
         self.fields: list[torch.Tensor] = []
 
-    def buffer_fields(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Field]:
-        image = Field((1, image_size, image_size), torch.uint8)
+    def buffer_columns(self, image_size: int, plan_shape: tuple[int, ...]) -> dict[str, Column]:
+        image = Column((1, image_size, image_size), torch.uint8)
         return {"fixed": image, "moved": image, "next_moved": image, "moving": image,
-                "field": Field((2, image_size, image_size)), "plan": Field(plan_shape), "reward": Field(()),
-                "done": Field(())}
+                "field": Column((2, image_size, image_size)), "plan": Column(plan_shape), "reward": Column(()),
+                "done": Column(())}
 
     def reset(self, pair: torch.Tensor) -> torch.Tensor:
         """pair: (N, 2, H, W) in [0, 1], fixed then moving (register: (N, 4, H, W), then the k-means labels
@@ -441,8 +377,7 @@ class RegistrationEnv:
         return label_dice(self.segments[:, 1:], self.segments[:, :1], self.field, self.classes)       # E33
 
     def extras(self) -> dict[str, torch.Tensor]:
-        """Of the current state s_t: the original moving image and the field Omega_t."""
-        return {"moving": self.moving, "field": self.field}
+        return {"moving": self.moving, "field": self.field}  # of s_t: the original moving image, the field Omega_t
 
     def pack(self, transition: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The fixed image once (the first channel of both states), the moved images of s_t and s_t+1."""
@@ -455,13 +390,11 @@ class RegistrationEnv:
         return {"state": torch.cat([fixed, stored["moved"]], 1), "next_state": torch.cat([fixed, stored["next_moved"]], 1),
                 "moving": stored["moving"], "field": stored["field"], **{k: stored[k] for k in PASS}}
 
-    def to_image(self, state: torch.Tensor) -> torch.Tensor:
-        """The moved image of a state, as grey RGB in [0, 1]."""
+    def to_image(self, state: torch.Tensor) -> torch.Tensor:  # the moved image, as grey RGB in [0, 1]
         return state[..., 1:2, :, :].expand(*state.shape[:-3], 3, *state.shape[-2:]).clamp(0, 1)
 
     def auxiliary_loss(self, action: torch.Tensor, batch: dict[str, torch.Tensor], discriminator=None
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """E29 on a replayed minibatch: the moving image warped by Omega_t composed with the new step,
-        against the fixed image."""
+        """E29 on a replayed minibatch: the moving image warped by Omega_t and the new step, against the fixed."""
         moved = warp(batch["moving"], compose(batch["field"], action))   # E25, E26 with gradient
         return auxiliary_loss_digits(moved, batch["state"][:, :1], action, self.smooth_weight)

@@ -1,7 +1,7 @@
 """Losses of the Planner-Actor-Critic (README equations E4 to E9) and the task losses: style transfer
 (E12 to E14), face inpainting (E16 to E20), photo translation (E23, E24), the digit transform (E25 to
 E29), video style transfer (E30 to E32), deformable registration (E33, E34; its J_Aux is E29's) and the
-reward head of adaptive stopping (E35, ours).
+reward head of adaptive stopping (O3, ours).
 
 Every loss is a top-level function of tensors, so a test can call it on hand-built numbers.
 `train.py` calls them in the order of Algorithm 1.
@@ -72,14 +72,6 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return f @ f.transpose(1, 2) / (c * h * w)        # (B, C, C)
 
 
-def layer_weights(text: str) -> tuple[float, ...]:
-    """E14c's w_l from `--style-layer-weights` "w1,w2,w3,w4" (one per STYLE_LAYERS); ValueError if not that."""
-    weights = tuple(float(w) for w in text.split(","))
-    if len(weights) != len(STYLE_LAYERS) or min(weights) < 0:
-        raise ValueError(text)
-    return weights
-
-
 def style_terms(features: VGGFeatures, style_grams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """E13's term of each layer l, MSE(Gram(phi_l(x)), Gram(phi_l(style))) per sample: {l: (B,)}."""
     return {name: (gram_matrix(getattr(features, name)) - style_grams[name]).pow(2).mean((1, 2))  # (B, C, C) -> (B,)
@@ -105,24 +97,14 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
 
 
 def auxiliary_loss_style(action: torch.Tensor, action_features: VGGFeatures, content_features: VGGFeatures,
-                         style_grams: dict[str, torch.Tensor], style_weight: float, tv_weight: float,
-                         state_features: VGGFeatures | None = None, step_anchor: float = 0.0,
-                         layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+                         style_grams: dict[str, torch.Tensor], style_weight: float, tv_weight: float
                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """E14: J_Aux = L_CO + lambda L_ST + beta L_TV, averaged over the batch; also the parts.
-
-    With `step_anchor` mu > 0 the content term is anchored partly to the step's input s_t
-    (`state_features`) instead of the original content x: L_CO = (1 - mu) L_CO(a, x) + mu L_CO(a, s_t)
-    (E14b; the paper is mu = 0). `layer_weights` w_l weigh E13's layers in J_Aux (E14c: L_ST = sum_l
-    w_l MSE_l; the paper: all 1); the parts report E13 itself and its unweighted terms."""
-    l_co = content_loss(action_features, content_features).mean() if step_anchor < 1 else 0.0
-    if step_anchor > 0:
-        l_co = (1 - step_anchor) * l_co + step_anchor * content_loss(action_features, state_features).mean()  # E14b
+    """E14: J_Aux = L_CO + lambda L_ST + beta L_TV, averaged over the batch; also the parts (E13 layer by layer)."""
+    l_co = content_loss(action_features, content_features).mean()  # E12
     terms = {name: term.mean() for name, term in style_terms(action_features, style_grams).items()}
     l_st = sum(terms.values())  # E13
-    l_st_weighted = sum(w * term for w, term in zip(layer_weights, terms.values()))  # E14c
     l_tv = total_variation(action).mean()
-    loss = l_co + style_weight * l_st_weighted + tv_weight * l_tv  # E14
+    loss = l_co + style_weight * l_st + tv_weight * l_tv  # E14
     return loss, {"content": l_co.detach(), "style": l_st.detach(), "tv": l_tv.detach(),
                   **{f"style_{name}": term.detach() for name, term in terms.items()}}
 
@@ -356,8 +338,8 @@ def end_point_error(field: torch.Tensor, true_field: torch.Tensor, mask: torch.T
     return error.flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)
 
 
-# ---------------------------------------------------------------- adaptive stopping (E35, ours)
+# ---------------------------------------------------------------- adaptive stopping (O3, ours)
 def reward_head_loss(predicted: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
-    """E35: J(eta) = E_D[(r-hat_eta(s_t+1) - r_t)^2]: the stored reward r_t of each replayed transition, from the
+    """O3: J(eta) = E_D[(r-hat_eta(s_t+1) - r_t)^2]: the stored reward r_t of each replayed transition, from the
     state s_t+1 it reached."""
-    return F.mse_loss(predicted, reward)  # E35
+    return F.mse_loss(predicted, reward)  # O3

@@ -90,8 +90,8 @@ class ResidualBlock(nn.Module):
         return F.relu(y) if self.final_relu else y
 
 
-class StylePlanner(nn.Module):
-    """The paper's style-transfer planner (METHOD.md 5.3): three convs and a residual block.
+class MapPlanner(nn.Module):
+    """The paper's style-transfer planner: three convs and a residual block.
 
     state (B, 3, H, W) -> plan distribution over (B, 1, H/4, W/4) and features [f1, f2, f3].
     The plan head has no parameters: the 64 output channels split into a mean block and a
@@ -131,6 +131,12 @@ class StylePlanner(nn.Module):
         return PlanDistribution(mean, std)
 
 
+def recurrent_inputs(transitions: dict[str, torch.Tensor], key: str = "hidden") -> tuple[torch.Tensor, ...]:
+    """The planner's extra input in a recurrent task (video: its step-wise hidden state h, in the environment's
+    extras and stored with each transition), as arguments: planner(state, *recurrent_inputs(batch)). () otherwise."""
+    return (transitions[key],) if key in transitions else ()
+
+
 class ConvGRUCell(nn.Module):
     """A convolutional GRU cell: the hidden state h is a feature map, its gates 3x3 convolutions.
 
@@ -151,30 +157,30 @@ class ConvGRUCell(nn.Module):
         return (1 - z) * h + z * n
 
 
-class VideoPlanner(StylePlanner):
-    """The video planner (METHOD.md 5.4): the style planner with a *step-wise* ConvGRU at the plan
+class VideoPlanner(MapPlanner):
+    """The video planner: the style planner with a *step-wise* ConvGRU at the plan
     resolution. Its hidden state runs across the steps of one frame's episode and is reset (None)
     when a new episode starts.
 
-    (state (B, 3, H, W), memory h_t (B, 64, H/4, W/4) or None) -> plan distribution and features
+    (state (B, 3, H, W), hidden state h_t (B, 64, H/4, W/4) or None) -> plan distribution and features
     [f1, f2, h_t+1]: the GRU's output h_t+1 replaces f3 as the actor's skip at H/4, feeds the residual
-    block and the plan head, and is the memory of the next step (`features[-1]`).
+    block and the plan head, and is the hidden state of the next step (`features[-1]`).
     """
 
     def __init__(self, in_channels: int = 3) -> None:
         super().__init__(in_channels)
-        self.memory_channels = 64                    # h_t: (B, 64, H/4, W/4)
-        self.step_gru = ConvGRUCell(64, self.memory_channels)
+        self.hidden_channels = 64                    # h_t: (B, 64, H/4, W/4)
+        self.step_gru = ConvGRUCell(64, self.hidden_channels)
 
-    def forward(self, state: torch.Tensor, memory: torch.Tensor | None = None
+    def forward(self, state: torch.Tensor, hidden: torch.Tensor | None = None
                 ) -> tuple[PlanDistribution, list[torch.Tensor]]:
         f1, f2, f3 = self.encode(state)
-        memory = self.step_gru(f3, memory)          # (B, 64, H/4, W/4): h_t+1, the step-wise memory
-        return self.plan_head(self.res1(memory)), [f1, f2, memory]
+        hidden = self.step_gru(f3, hidden)          # (B, 64, H/4, W/4): h_t+1, the step-wise hidden state
+        return self.plan_head(self.res1(hidden)), [f1, f2, hidden]
 
 
-class ConvPlanner(nn.Module):
-    """The vector-plan planner of the face and photo tasks (METHOD.md 5.1, 5.2).
+class VectorPlanner(nn.Module):
+    """The vector-plan planner of the face and photo tasks.
 
     4x4 stride-2 convs (BN, LeakyReLU 0.2) halve the state down to 4 x 4 with widths
     w, w, 2w, 4w, 8w, ...; a 4x4 valid conv gives 2 x P numbers, the mean and the raw log-variance.

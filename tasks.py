@@ -10,14 +10,14 @@ import os
 
 import torch
 
-from actor import ConvActor, StyleActor, VideoActor
+from actor import VectorActor, MapActor, VideoActor
 from critic import Critic, RewardHead
-from data import (ContentImages, DigitPairs, FaceImages, PairedImages, load_style_image, make_edges2photo)
+from data import ContentImages, DigitPairs, FaceImages, PairedImages, load_style_image
 from discriminator import Discriminator
 from env import InpaintEnv, PhotoEnv, RegistrationEnv, StyleEnv, VideoEnv
-from losses import layer_weights
-from planner import ConvPlanner, StylePlanner, VideoPlanner
-from registration import RegistrationPairs
+from planner import VectorPlanner, MapPlanner, VideoPlanner
+from extras.datasets import make_edges2photo
+from extras.registration import RegistrationPairs
 from vgg import load_vgg16
 
 # --task presets: explicit flags override them. "all": the task's paper values on any device; "cpu" is
@@ -26,15 +26,17 @@ from vgg import load_vgg16
 # (bfloat16 where the hardware has it) except in the CPU presets it made worse (docs/speed-and-faults.md).
 PRESETS = {
     "style": {
+        "all": dict(reward_scale=1e6),
         "cpu": dict(image_size=64, num_envs=8, batch_size=8, total_steps=900, max_episode_steps=4, test_steps=4,
-                    lr=2e-3, critic_lr=1e-4, learning_starts=32, buffer_size=3000, kappa=1e3, style_weight=4e4,
+                    lr=2e-3, critic_lr=1e-4, learning_starts=32, buffer_size=3000, reward_scale=1e3, style_weight=4e4,
                     init_log_alpha=-10.0, save_every=20, transition="residual", step_size=0.6, style_size=128,
-                    lr_decay="linear"),  # kappa 1e3, alpha 4.5e-5, the decay: a narrower spread over runs (difference 48)
+                    lr_decay="linear"),  # c 1e3, alpha 4.5e-5, the decay: a narrower spread over runs (difference 48)
         "cuda": dict(image_size=256, num_envs=16, batch_size=8, total_steps=40000, learning_starts=1000),
     },
     "video": {  # trained on single images like style; the cpu preset is smaller and its zeta lower (docs/video-style-transfer.md)
+        "all": dict(reward_scale=1e6),
         "cpu": dict(image_size=64, num_envs=4, batch_size=4, total_steps=128, max_episode_steps=4, test_steps=4,
-                    lr=2e-3, critic_lr=1e-4, learning_starts=16, buffer_size=3000, kappa=1e4, style_weight=3e4,
+                    lr=2e-3, critic_lr=1e-4, learning_starts=16, buffer_size=3000, reward_scale=1e4, style_weight=3e4,
                     init_log_alpha=-5.0, save_every=8, temporal_weight=1.0, transition="residual", step_size=0.5,
                     style_size=128, amp="off"),  # bfloat16 raised the warping error (docs/video-style-transfer.md)
         "cuda": dict(image_size=256, num_envs=16, batch_size=8, total_steps=40000, learning_starts=1000,
@@ -49,7 +51,7 @@ PRESETS = {
                      test_steps=15, buffer_size=100000, learning_starts=2000, lr=2e-4, critic_lr=2e-4, alpha_lr=2e-4),
     },
     "photo": {
-        "all": dict(rec_weight=1.0, adv_weight=0.02, tv_weight=0.1, success_psnr=30.0, beta1=0.5, beta2=0.9,
+        "all": dict(rec_weight=1.0, adv_weight=0.02, success_psnr=30.0, beta1=0.5, beta2=0.9,
                     reward_scale=0.01, kl_weight=0.01, save_every=100),
         "cpu": dict(image_size=64, num_envs=16, batch_size=16, total_steps=1500, max_episode_steps=5, test_steps=5,
                     buffer_size=5000, learning_starts=256, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3, disc_lr=2e-4,
@@ -58,7 +60,7 @@ PRESETS = {
                      test_steps=5, buffer_size=5000, learning_starts=1000, lr=2e-4, critic_lr=2e-4, alpha_lr=2e-4),
     },
     "digits": {
-        "all": dict(image_size=28, tv_weight=1.0, reward_scale=0.01, kl_weight=0.01, test_steps=30, save_every=100),
+        "all": dict(image_size=28, reward_scale=0.01, kl_weight=0.01, test_steps=30, save_every=100),
         "cpu": dict(num_envs=32, batch_size=32, total_steps=2000, max_episode_steps=30, buffer_size=20000,
                     learning_starts=256, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3, init_log_alpha=-5.0, save_every=5,
                     amp="off"),  # bfloat16: the Dice fell with the steps, to 0.01 at step 30
@@ -66,7 +68,7 @@ PRESETS = {
                      learning_starts=2000, lr=1e-4, critic_lr=1e-4, alpha_lr=1e-4),
     },
     "register": {  # the digits' settings, scaled to 48 x 48 images on the CPU (docs/registration.md)
-        "all": dict(pair_mode="atlas", tv_weight=1.0, reward_scale=0.01, kl_weight=0.01, success_dice=1.0),
+        "all": dict(pair_mode="atlas", reward_scale=0.01, kl_weight=0.01, success_dice=1.0),
         "cpu": dict(image_size=48, max_step=1.0, num_envs=16, batch_size=8, total_steps=500, max_episode_steps=8,
                     test_steps=10, buffer_size=20000, learning_starts=128, lr=1e-3, critic_lr=1e-4, alpha_lr=1e-3,
                     init_log_alpha=-5.0, save_every=10, amp="off"),  # bfloat16: a tie (seed 1 better, 2 worse)
@@ -84,16 +86,16 @@ STATE_CHANNELS = {"style": 3, "video": 3, "inpaint": 3, "photo": 6, "digits": 2,
 
 def networks(args) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The task's planner and actor (on the CPU); build() and benchmark.py's size table use it."""
-    residual = args.transition == "residual"  # E10b: the actor starts at the zero action
+    residual = args.transition == "residual"  # O1: the actor starts at the zero action
     if args.task == "style":
-        return StylePlanner(), StyleActor(zero_init=residual, blocks=args.actor_blocks)
+        return MapPlanner(), MapActor(zero_init=residual)
     if args.task == "video":  # the style networks with a step-wise GRU in the planner, a frame-wise one in the actor
         return VideoPlanner(), VideoActor(zero_init=residual)
     if args.task in ("digits", "register"):  # the style networks with 2 channels: a 1 x H/4 x W/4 plan (7 x 7 for
         # a digit, 16 x 16 for a 64 x 64 image), a bounded 2-channel field
-        return StylePlanner(2), StyleActor(2, tanh_scale=args.max_step)
-    planner = ConvPlanner(STATE_CHANNELS[args.task], args.image_size, args.plan_dim, args.width)
-    actor = ConvActor(planner.widths, args.plan_dim, patch=args.task == "inpaint", tanh=args.task == "photo")
+        return MapPlanner(2), MapActor(2, tanh_scale=args.max_step)
+    planner = VectorPlanner(STATE_CHANNELS[args.task], args.image_size, args.plan_dim, args.width)
+    actor = VectorActor(planner.widths, args.plan_dim, patch=args.task == "inpaint", tanh=args.task == "photo")
     return planner, actor
 
 
@@ -104,12 +106,11 @@ def build(args, device: torch.device) -> dict:
         vgg = load_vgg16(args.vgg, args.vgg_weights or None).to(device)
         style = load_style_image(args.style_image or None, args.style_size or size).to(device)
         planner, actor = networks(args)  # after the VGG, as before: the seeded initialisation is unchanged
-        options = dict(residual=args.transition == "residual", step_size=args.step_size,  # E10b, E10c, E14c
-                       layer_weights=layer_weights(args.style_layer_weights))
+        options = dict(residual=args.transition == "residual", step_size=args.step_size)  # O1, O2
         if args.task == "style":
-            env = StyleEnv(vgg, style, args.kappa, args.style_weight, args.tv_weight, args.step_anchor, **options)
+            env = StyleEnv(vgg, style, args.reward_scale, args.style_weight, args.tv_weight, **options)
         else:  # the temporal term (E31) runs the networks on a synthetic next frame
-            env = VideoEnv(vgg, style, planner, actor, args.kappa, args.style_weight, args.tv_weight, args.step_anchor,
+            env = VideoEnv(vgg, style, planner, actor, args.reward_scale, args.style_weight, args.tv_weight,
                            args.temporal_weight, seed=args.seed, device=device, **options)
         task = dict(vgg=vgg, style=style, env=env, planner=planner, actor=actor,
                     train_data=ContentImages(args.content_dir or None, "train", size),
@@ -118,7 +119,7 @@ def build(args, device: torch.device) -> dict:
             task["generators"] = dict(env_rng=env.generator)  # the synthetic flows
     elif args.task == "photo":
         planner, actor = networks(args)
-        env = PhotoEnv(args.rec_weight, args.adv_weight, args.tv_weight, args.success_psnr,
+        env = PhotoEnv(args.rec_weight, args.adv_weight, args.tv2_weight, args.success_psnr,
                        reward_scale=args.reward_scale, init=args.init, seed=args.seed, device=device)
         root = args.data_root or make_edges2photo(BUILTIN_PAIRS)
         task = dict(env=env, planner=planner, actor=actor, generators=dict(env_rng=env.generator),  # y_0's noise
@@ -127,12 +128,12 @@ def build(args, device: torch.device) -> dict:
                     test_data=PairedImages(root, "test", size, args.direction))
     elif args.task == "digits":
         planner, actor = networks(args)
-        task = dict(env=RegistrationEnv(args.max_step, args.success_dice, args.tv_weight, reward_scale=args.reward_scale),
+        task = dict(env=RegistrationEnv(args.max_step, args.success_dice, args.smooth_weight, reward_scale=args.reward_scale),
                     planner=planner, actor=actor, train_data=DigitPairs(args.data_root or None, "train", args.pair_mode),
                     test_data=DigitPairs(args.data_root or None, "test", args.pair_mode))
     elif args.task == "register":
         planner, actor = networks(args)
-        env = RegistrationEnv(args.max_step, args.success_dice, args.tv_weight, reward_scale=args.reward_scale,
+        env = RegistrationEnv(args.max_step, args.success_dice, args.smooth_weight, reward_scale=args.reward_scale,
                               classes=args.kmeans)
         task = dict(env=env, planner=planner, actor=actor,
                     train_data=RegistrationPairs(args.data_root or None, "train", size, args.kmeans, args.pair_mode),
@@ -149,5 +150,5 @@ def build(args, device: torch.device) -> dict:
     task["critic"] = Critic(STATE_CHANNELS[args.task], size, task["plan_shape"]).to(device) if args.rl == "on" else None
     with torch.random.fork_rng(devices=[]):  # its own seed: every other network's numbers stay as they were without it
         torch.manual_seed(args.seed + 1)
-        task["reward_head"] = RewardHead(STATE_CHANNELS[args.task], size).to(device)  # E35, E36
+        task["reward_head"] = RewardHead(STATE_CHANNELS[args.task], size).to(device)  # O3, O4
     return task

@@ -1,4 +1,4 @@
-"""VGG-16 feature stack for the style-transfer losses (METHOD.md 5.3, E16).
+"""VGG-16 feature stack for the style-transfer losses (E12, E13).
 
 The perceptual network is fixed: it is never trained. It returns *named* features
 (`features.relu2_2`), as in pytorch/examples fast_neural_style. Inputs are images in
@@ -13,6 +13,7 @@ Weights, best first (`--vgg auto`):
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from typing import NamedTuple
@@ -28,10 +29,29 @@ CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512]
 TAPS = {3: "relu1_2", 8: "relu2_2", 15: "relu3_3", 22: "relu4_3"}  # index in `features`
 # HED's Caffe input: BGR in [0, 255] minus this mean.
 HED_BGR_MEAN = (104.00699, 116.66877, 122.67892)
-# HED takes 0-255 input, so its activations are tens of times torchvision's (DATA.md). Each tapped
+# HED takes 0-255 input, so its activations are tens of times torchvision's. Each tapped
 # layer is divided by its root-mean-square on the built-in photos (measured: docs/differences.md, difference 10), so every
 # layer has RMS ~1 and no single layer (relu1_2 by far, unscaled) swamps the Gram loss.
 HED_FEATURE_SCALE = {"relu1_2": 80.6, "relu2_2": 32.7, "relu3_3": 14.8, "relu4_3": 4.25}
+
+
+@functools.lru_cache(maxsize=None)
+def imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std, (1, 3, 1, 1) each, made once per device: no host-to-device copy per step."""
+    return (torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
+            torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1))
+
+
+def normalize(image: torch.Tensor) -> torch.Tensor:
+    """[0, 1] RGB -> ImageNet-normalised space (the style task's state and action space)."""
+    mean, std = imagenet_stats(image.device)
+    return (image - mean) / std
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalised space -> [0, 1] RGB, clamped."""
+    mean, std = imagenet_stats(x.device)
+    return (x * std + mean).clamp(0, 1)
 
 
 class VGGFeatures(NamedTuple):

@@ -11,9 +11,8 @@ sys.path.insert(0, ROOT)
 torch.set_num_threads(2)
 
 # A run small enough for a smoke test: 32x32 images, random VGG, a few steps.
-TINY = ["--task", "style", "--vgg", "random", "--image-size", "32", "--num-envs", "2", "--batch-size", "2",
-        "--total-steps", "6", "--max-episode-steps", "3", "--learning-starts", "2", "--test-steps", "2",
-        "--save-every", "1"]
+TINY = ["--task", "style", "--set", "vgg=random", "save_every=1", "--image-size", "32", "--num-envs", "2", "--batch-size", "2",
+        "--total-steps", "6", "--max-episode-steps", "3", "--learning-starts", "2", "--test-steps", "2"]
 
 
 def run_script(script: str, *argv: str, cwd: str | None = None) -> subprocess.CompletedProcess:

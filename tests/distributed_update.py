@@ -15,9 +15,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import distributed  # noqa: E402
+from extras import distributed, stopping  # noqa: E402
 import train  # noqa: E402
-from config import parse_args  # noqa: E402
+from extras.cli import parse_args  # noqa: E402
 from planner import PlanDistribution  # noqa: E402
 from tasks import build  # noqa: E402
 
@@ -37,8 +37,8 @@ class FixedBatch:
 def main(out: str) -> None:
     world = distributed.setup("cpu")
     n = BATCH // world.size
-    args, _ = parse_args(["--task", "style", "--vgg", "random", "--image-size", str(SIZE), "--batch-size", str(n),
-                          "--planner-every", "1", "--amp", "off", "--device", "cpu"])
+    args, _ = parse_args(["--task", "style", "--set", "vgg=random", "--image-size", str(SIZE), "--batch-size", str(n),
+                          "--set", "planner_every=1", "--amp", "off", "--device", "cpu"])
     torch.manual_seed(0)
     task = build(args, torch.device("cpu"))
     modules, log_alpha, target_entropy = train.initialise(args, task, torch.device("cpu"))
@@ -53,11 +53,11 @@ def main(out: str) -> None:
     PlanDistribution.rsample = lambda self, sample_shape=torch.Size(): self.loc + self.scale * noise[share]  # fixed eps
     gradients = []  # the gradients each optimiser step used, after the average over the ranks
 
-    def recording_step(optimiser):
+    def recording(optimiser):
         distributed.average_gradients(optimiser)
         gradients.append([p.grad.clone() for group in optimiser.param_groups for p in group["params"] if p.grad is not None])
-        optimiser.step()
-    train.optimiser_step = recording_step
+        return optimiser
+    train.averaged = stopping.averaged = recording
     train.update(args, task, FixedBatch({k: v[share] for k, v in whole.items()}), modules, log_alpha, target_entropy,
                  2, None, False)
     moved = [k for k in names if any(not torch.equal(t, modules[k].state_dict()[p]) for p, t in before[k].items())]

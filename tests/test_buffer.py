@@ -1,11 +1,11 @@
 """Replay buffer: batched insertion, wrap-around, uniform sampling, compact storage."""
 import torch
 
-from buffer import Field, ReplayBuffer
+from buffer import Column, ReplayBuffer
 
 
 def test_wrap_around_keeps_the_newest():
-    buffer = ReplayBuffer(5, {"x": Field(())})
+    buffer = ReplayBuffer(5, {"x": Column(())})
     buffer.add({"x": torch.tensor([0.0, 1.0, 2.0])})
     buffer.add({"x": torch.tensor([3.0, 4.0, 5.0])})  # 5 overwrites slot 0
     assert buffer.size == 5 and buffer.position == 1
@@ -15,7 +15,7 @@ def test_wrap_around_keeps_the_newest():
 
 
 def test_sampling_is_uniform_over_filled_slots_and_seeded():
-    buffer = ReplayBuffer(100, {"x": Field(())})
+    buffer = ReplayBuffer(100, {"x": Column(())})
     buffer.add({"x": torch.arange(10.0)})
     a = buffer.sample(5000, torch.Generator().manual_seed(1))["x"]
     b = buffer.sample(5000, torch.Generator().manual_seed(1))["x"]
@@ -26,7 +26,7 @@ def test_sampling_is_uniform_over_filled_slots_and_seeded():
 
 def test_uint8_round_trip_per_channel_range():
     low, high = torch.tensor([-2.0, 0.0, -1.0]).view(3, 1, 1), torch.tensor([2.0, 1.0, 3.0]).view(3, 1, 1)
-    buffer = ReplayBuffer(4, {"s": Field((3, 2, 2), torch.uint8, low, high)})
+    buffer = ReplayBuffer(4, {"s": Column((3, 2, 2), torch.uint8, low, high)})
     x = low + (high - low) * torch.rand(2, 3, 2, 2)
     buffer.add({"s": x})
     back = buffer._decode("s", buffer.storage["s"][:2])
@@ -35,7 +35,7 @@ def test_uint8_round_trip_per_channel_range():
 
 
 def test_transitions_stay_together():
-    buffer = ReplayBuffer(50, {"a": Field(()), "b": Field((2,), torch.float16)})
+    buffer = ReplayBuffer(50, {"a": Column(()), "b": Column((2,), torch.float16)})
     values = torch.arange(20.0)
     buffer.add({"a": values, "b": torch.stack([values, -values], 1)})
     batch = buffer.sample(30, torch.Generator().manual_seed(0))

@@ -4,7 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from data import ContentImages, DataError, list_images, load_image, load_style_image, make_style_image
+from data import ContentImages, DataError, list_images, load_image, load_style_image
+from extras.datasets import make_style_image
 
 
 def save(tmp_path, name, array, mode=None):

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import run_script
-from data import DataError, DigitPairs, read_idx
+from data import DataError, DigitPairs
+from extras.datasets import read_idx
 from env import RegistrationEnv
 from losses import auxiliary_loss_digits, compose, dice, identity_grid, local_ncc_squared, warp
 

@@ -10,8 +10,8 @@ import time
 import pytest
 import torch
 
-import distributed
-import runlog
+from extras import distributed
+from extras import runlog
 from conftest import ROOT, TINY, one_line_error
 from test_digits import TINY as TINY_DIGITS
 from test_inpaint import TINY as TINY_INPAINT
@@ -90,7 +90,7 @@ def test_a_killed_two_rank_run_resumes_as_if_never_stopped(tmp_path):
     """SIGTERM to the launcher: both ranks stop at the end of the episode with one checkpoint (their generators
     and buffers); resumed by torchrun, the run ends bitwise where an uninterrupted one ends. Plain python
     (one process) is refused in one line."""
-    argv = [*TINY_DIGITS, "--total-steps", "240", "--max-episode-steps", "2", "--save-every", "1", "--save-buffer",
+    argv = [*TINY_DIGITS, "--total-steps", "240", "--max-episode-steps", "2", "--set", "save_every=1", "--set", "save_buffer=true",
             "--run-dir", str(tmp_path), "--no-progress"]
     whole = torchrun(*argv, "--name", "whole")
     assert whole.returncode == 0, whole.stderr[-3000:]
@@ -117,7 +117,7 @@ def test_a_killed_two_rank_run_resumes_as_if_never_stopped(tmp_path):
 def test_a_rank_that_dies_ends_the_run(tmp_path):
     """SIGKILL to one worker: torchrun stops the other at once, long before the process group's timeout."""
     process = subprocess.Popen([*TORCHRUN, os.path.join(ROOT, "train.py"), *TINY_DIGITS, "--total-steps", "100000",
-                                "--save-every", "1", "--run-dir", str(tmp_path), "--name", "d", "--no-progress"],
+                                "--set", "save_every=1", "--run-dir", str(tmp_path), "--name", "d", "--no-progress"],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     wait_for(str(tmp_path / "d" / "checkpoint.pt"), process)
     workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()

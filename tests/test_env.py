@@ -1,14 +1,15 @@
 """StyleEnv: E10 transition, E11 reward, extras and buffer layout."""
 import torch
 
-from env import StyleEnv, denormalize, normalize
+from env import StyleEnv
+from vgg import denormalize, normalize
 from losses import style_loss
 from vgg import load_vgg16
 
 
-def make_env(kappa=1e6):
+def make_env(reward_scale=1e6):
     torch.manual_seed(0)
-    return StyleEnv(load_vgg16("random"), torch.rand(3, 32, 32), kappa=kappa)
+    return StyleEnv(load_vgg16("random"), torch.rand(3, 32, 32), reward_scale=reward_scale)
 
 
 def test_reset_is_the_normalised_content():
@@ -30,8 +31,8 @@ def test_step_state_is_the_action_clamped_to_valid_pixels():
     assert torch.equal(done, torch.zeros(2))
 
 
-def test_reward_is_minus_kappa_times_the_style_loss():
-    env = make_env(kappa=3.0)
+def test_reward_is_minus_the_reward_scale_times_the_style_loss():
+    env = make_env(reward_scale=3.0)
     env.reset(torch.rand(2, 3, 32, 32))
     state, reward, _ = env.step(normalize(torch.rand(2, 3, 32, 32)))
     by_hand = -3.0 * style_loss(env.vgg(state), env.style_grams)
@@ -57,8 +58,8 @@ def test_auxiliary_loss_uses_the_original_content():
     assert parts_same["content"].item() == 0 and parts_other["content"].item() > 0
 
 
-def test_buffer_fields_cover_the_transition():
+def test_buffer_columns_cover_the_transition():
     env = make_env()
-    fields = env.buffer_fields(32, (1, 8, 8))
+    fields = env.buffer_columns(32, (1, 8, 8))
     assert set(fields) == {"state", "plan", "reward", "next_state", "done", "content"}
     assert fields["state"].dtype == torch.uint8 and fields["plan"].shape == (1, 8, 8)

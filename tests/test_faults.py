@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-import runlog
+from extras import runlog
 import train
 from conftest import ROOT, TINY, run_script
 from test_photo import TINY as TINY_PHOTO
@@ -182,7 +182,7 @@ def differences(a, b, name=""):
 def test_resume_with_the_buffer_continues_bitwise_as_if_never_stopped(tmp_path):
     # photo translation from noise, GAN on from the start: every network, optimiser, log alpha, batch-norm
     # statistics, the data, sampling, plan and noise generators, and the buffer must come back
-    argv = [*TINY_PHOTO, "--init", "noise", "--gan-warmup", "0", "--save-buffer", "--save-every", "1",
+    argv = [*TINY_PHOTO, "--set", "init=noise", "--set", "gan_warmup=0", "--set", "save_buffer=true", "--set", "save_every=1",
             "--run-dir", str(tmp_path), "--no-progress"]
     assert run_script("train.py", *argv, "--name", "whole").returncode == 0            # steps 1-8
     assert run_script("train.py", *argv, "--name", "split", "--total-steps", "4").returncode == 0   # 1-4

@@ -2,15 +2,15 @@
 authors' sample(). Also E9: J_Aux reaches both planner and actor."""
 import torch
 
-from actor import StyleActor
+from actor import MapActor
 from critic import Critic
 from losses import planner_loss
-from planner import StylePlanner
+from planner import MapPlanner
 
 
 def planner_grad_norm(use_rsample: bool) -> float:
     torch.manual_seed(0)
-    planner, critic = StylePlanner(), Critic(3, 32, (1, 8, 8))
+    planner, critic = MapPlanner(), Critic(3, 32, (1, 8, 8))
     state = torch.randn(4, 3, 32, 32)
     dist, _ = planner(state)
     plan = dist.rsample() if use_rsample else dist.sample()
@@ -31,7 +31,7 @@ def test_q_gradient_does_not_reach_planner_with_sample():
 
 def test_auxiliary_gradient_reaches_planner_mean_and_std_and_actor():
     torch.manual_seed(0)
-    planner, actor = StylePlanner(), StyleActor()
+    planner, actor = MapPlanner(), MapActor()
     dist, features = planner(torch.randn(2, 3, 32, 32))
     action = actor(dist.rsample(), features)
     action.square().mean().backward()
@@ -42,12 +42,12 @@ def test_auxiliary_gradient_reaches_planner_mean_and_std_and_actor():
 
 
 def test_vector_plan_q_gradient_needs_rsample():
-    from planner import ConvPlanner
+    from planner import VectorPlanner
 
     norms = []
     for use_rsample in (True, False):
         torch.manual_seed(0)
-        planner, critic = ConvPlanner(3, 32, plan_dim=8, width=8), Critic(3, 32, (8,))
+        planner, critic = VectorPlanner(3, 32, plan_dim=8, width=8), Critic(3, 32, (8,))
         state = torch.randn(4, 3, 32, 32)
         dist, _ = planner(state)
         plan = dist.rsample() if use_rsample else dist.sample()

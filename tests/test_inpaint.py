@@ -8,16 +8,16 @@ import pytest
 import torch
 from PIL import Image
 
-from actor import ConvActor
+from actor import VectorActor
 from conftest import run_script
 from data import DataError, FaceImages
 from discriminator import Discriminator
 from env import InpaintEnv, hole_geometry
 from losses import auxiliary_loss_inpaint, discriminator_loss, generator_loss, overlap_weights, psnr, weighted_l1
-from planner import ConvPlanner
+from planner import VectorPlanner
 
 TINY = ["--task", "inpaint", "--image-size", "32", "--num-envs", "4", "--batch-size", "4", "--total-steps", "8",
-        "--max-episode-steps", "2", "--learning-starts", "4", "--test-steps", "2", "--gan-warmup", "0.5"]
+        "--max-episode-steps", "2", "--learning-starts", "4", "--test-steps", "2", "--set", "gan_warmup=0.5"]
 
 
 def test_hole_geometry_is_the_papers_in_proportion():
@@ -106,8 +106,8 @@ def test_discriminator_shapes_and_spectral_norm():
 
 
 def test_patch_actor_outputs_the_centre_patch():
-    planner = ConvPlanner(3, 64, plan_dim=16, width=8)
-    actor = ConvActor(planner.widths, 16, patch=True)
+    planner = VectorPlanner(3, 64, plan_dim=16, width=8)
+    actor = VectorActor(planner.widths, 16, patch=True)
     dist, features = planner(torch.randn(2, 3, 64, 64))
     assert actor(dist.rsample(), features).shape == (2, 3, 32, 32)
 

@@ -108,31 +108,17 @@ def test_auxiliary_loss_weights():
     assert parts["tv"].item() == 2.0
 
 
-def test_layer_weights_weigh_each_style_term_and_the_parts_stay_e13():
-    """E14c by hand: one-value features 1, 2, 3, 4 against zero Grams give terms 1, 16, 81, 256."""
+def test_the_parts_report_e13_layer_by_layer():
+    """By hand: one-value features 1, 2, 3, 4 against zero Grams give terms 1, 16, 81, 256; the content
+    term MSE(1, 2) = 1 at relu2_2 against the original content x."""
     f = features(*[torch.full((1, 1, 1, 1), float(v)) for v in (1, 2, 3, 4)])
     grams = {n: torch.zeros(1, 1, 1) for n in f._fields}
-    image, content = torch.zeros(1, 1, 2, 2), features(None, torch.full((1, 1, 1, 1), 2.0), None, None)
-    loss, parts = auxiliary_loss_style(image, f, content, grams, 1.0, 0.0, layer_weights=(1.0, 4.0, 16.0, 64.0))
-    assert loss.item() == pytest.approx(1 + 4 * 16 + 16 * 81 + 64 * 256)
-    assert parts["style"].item() == pytest.approx(1 + 16 + 81 + 256)  # E13, unweighted, as the reward and metrics
+    image, content = torch.zeros(1, 1, 2, 2), features(None, torch.full((1, 1, 1, 1), 1.0), None, None)
+    loss, parts = auxiliary_loss_style(image, f, content, grams, 2.0, 0.0)
+    assert loss.item() == pytest.approx(1 + 2 * (1 + 16 + 81 + 256))  # E14 with lambda 2
+    assert parts["style"].item() == pytest.approx(1 + 16 + 81 + 256)   # E13
     assert [parts[f"style_{n}"].item() for n in f._fields] == [1, 16, 81, 256]
-
-
-def test_step_anchor_mixes_the_content_targets():
-    """E14b by hand: relu2_2 of the action 1, of x 0, of s_t 3 (one value each): (1 - mu) 1 + mu 4."""
-    def one(value):
-        return features(*[torch.full((1, 1, 1, 1), float(value)) for _ in range(4)])
-    action, content, state = one(1), one(0), one(3)
-    grams = {n: torch.zeros(1, 1, 1) for n in action._fields}
-    image = torch.zeros(1, 1, 2, 2)
-    for mu, expected in ((0.0, 1.0), (0.25, 0.75 * 1 + 0.25 * 4), (0.5, 2.5), (1.0, 4.0)):
-        loss, parts = auxiliary_loss_style(image, action, content, grams, 1.0, 1.0, state, mu)
-        assert parts["content"].item() == pytest.approx(expected), mu
-        assert loss.item() == pytest.approx(expected + 4 * 1.0), mu  # + lambda 4 layers x (1 - 0)^2
-    # mu = 1 needs no content features (the env skips them), mu = 0 (the paper) no state features
-    assert auxiliary_loss_style(image, action, None, grams, 1.0, 1.0, state, 1.0)[1]["content"].item() == 4.0
-    assert auxiliary_loss_style(image, action, content, grams, 1.0, 1.0)[1]["content"].item() == 1.0
+    assert parts["content"].item() == 1.0
 
 
 def test_kl_to_standard_normal_matches_torch():

@@ -9,16 +9,17 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from actor import ConvActor
-from benchmark import Pix2PixUNet, agent_size, count_flops
+from actor import VectorActor
+from extras.benchmark import Pix2PixUNet, agent_size, count_flops
 from conftest import one_line_error, run_script
-from data import DataError, PairedImages, make_edges2photo
+from data import DataError, PairedImages
+from extras.datasets import make_edges2photo
 from env import PhotoEnv
 from losses import auxiliary_loss_photo, total_variation_squared
-from planner import ConvPlanner
+from planner import VectorPlanner
 
 TINY = ["--task", "photo", "--image-size", "32", "--num-envs", "4", "--batch-size", "4", "--total-steps", "8",
-        "--max-episode-steps", "2", "--learning-starts", "4", "--test-steps", "2", "--gan-warmup", "0.5"]
+        "--max-episode-steps", "2", "--learning-starts", "4", "--test-steps", "2", "--set", "gan_warmup=0.5"]
 
 
 def write_pair(path, a: np.ndarray, b: np.ndarray) -> None:
@@ -148,12 +149,12 @@ def test_squared_total_variation_and_the_auxiliary_loss_on_hand_numbers():
 
 
 def test_full_size_actor_has_one_more_up_block_and_a_tanh_output():
-    planner = ConvPlanner(6, 32, 16, 8)
-    actor = ConvActor(planner.widths, 16, tanh=True)
+    planner = VectorPlanner(6, 32, 16, 8)
+    actor = VectorActor(planner.widths, 16, tanh=True)
     dist, features = planner(torch.randn(2, 6, 32, 32))
     action = actor(dist.rsample() * 100, features)
     assert action.shape == (2, 3, 32, 32) and action.abs().max() < 1
-    patch = ConvActor(planner.widths, 16, patch=True)
+    patch = VectorActor(planner.widths, 16, patch=True)
     extra = sum(p.numel() for p in actor.parameters()) - sum(p.numel() for p in patch.parameters())
     w = planner.widths[0]
     assert extra == 9 * w * w + w + 2 * w  # the top block: 3x3 conv w -> w with bias, and its batch norm
@@ -161,8 +162,8 @@ def test_full_size_actor_has_one_more_up_block_and_a_tanh_output():
 
 def test_size_table_counts_match_the_networks():
     for task, size, plan_dim, width, channels in (("photo", 64, 256, 32, 6), ("inpaint", 64, 128, 16, 3)):
-        planner = ConvPlanner(channels, size, plan_dim, width)
-        actor = ConvActor(planner.widths, plan_dim, patch=task == "inpaint", tanh=task == "photo")
+        planner = VectorPlanner(channels, size, plan_dim, width)
+        actor = VectorActor(planner.widths, plan_dim, patch=task == "inpaint", tanh=task == "photo")
         params, flops = agent_size(task, size, plan_dim, width)
         assert params == sum(p.numel() for m in (planner, actor) for p in m.parameters())
         assert flops > 0
@@ -190,7 +191,7 @@ def test_train_and_evaluate_photo(tmp_path):
     assert rows[-1]["critic_loss"] and rows[-1]["disc_loss"] and rows[-1]["tv"]  # GAN and TV after the warm-up
     make_layout(tmp_path / "pairs", n=4)
     result = run_script("train.py", *TINY, "--run-dir", str(runs), "--name", "folder", "--data-root",
-                        str(tmp_path / "pairs"), "--direction", "BtoA", "--init", "noise", "--rl", "off",
+                        str(tmp_path / "pairs"), "--direction", "BtoA", "--set", "init=noise", "--rl", "off",
                         "--max-episode-steps", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     result = run_script("evaluate.py", "--checkpoint", str(runs / "photo-seed1" / "checkpoint.pt"), "--steps", "1", "2",

@@ -13,7 +13,7 @@ from data import DataError
 from env import RegistrationEnv
 from losses import (compose, folding_fraction, jacobian_determinant, kmeans_labels, mean_dice, ncc, warp,
                     warp_labels)
-from registration import RegistrationPairs, invert_field, phantom_atlas, read_oasis_subject, read_pair
+from extras.registration import RegistrationPairs, invert_field, phantom_atlas, read_oasis_subject, read_pair
 
 TINY = ["--task", "register", "--image-size", "32", "--num-envs", "4", "--batch-size", "4", "--total-steps", "12",
         "--max-episode-steps", "3", "--learning-starts", "4", "--test-steps", "3", "--buffer-size", "200"]
@@ -161,7 +161,7 @@ def test_held_out_pairs_use_every_subject_once():
 def test_the_dice_column_uses_the_true_labels(tmp_path):
     """evaluate_register's "Dice" at step 0 (no field yet) is the true labels' Dice, which on the phantoms differs
     from the k-means labels' (the reward's): a table built on the k-means labels would fail here."""
-    from config import parse_args
+    from extras.cli import parse_args
     from evaluate import evaluate_register
     from tasks import build
 
@@ -241,8 +241,8 @@ def test_train_and_evaluate_register(tmp_path):
     (["--task", "register", "--pair-mode", "cross"], "--task register pairs are atlas or subject"),
     (["--task", "digits", "--pair-mode", "atlas"], "--task digits pairs are cross, same or affine"),
     (["--task", "register", "--image-size", "30"], "multiple of 4"),
-    (["--task", "register", "--kmeans", "1"], "--kmeans must be at least 2"),
-    (["--task", "style", "--kmeans", "3"], "--kmeans is for --task register"),
+    (["--task", "register", "--set", "kmeans=1"], "--kmeans must be at least 2"),
+    (["--task", "style", "--set", "kmeans=3"], "--kmeans is for --task register"),
     (["--task", "register", "--data-root", "/nowhere"], "/nowhere: no such folder"),
 ])
 def test_bad_register_flags(argv, text):

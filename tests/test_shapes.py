@@ -3,11 +3,11 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from actor import StyleActor
+from actor import MapActor
 from critic import Critic
-from evaluate import load_released_weights
+from extras.evaluation import load_released_weights
 from data import DataError
-from planner import PlanDistribution, StylePlanner, squash_log_variance
+from planner import PlanDistribution, MapPlanner, squash_log_variance
 
 PLANNER_SHAPES = {
     "conv1.conv2d.weight": (16, 3, 9, 9), "conv1.conv2d.bias": (16,), "in1_e.weight": (16,), "in1_e.bias": (16,),
@@ -27,7 +27,7 @@ ACTOR_SHAPES = {
 
 @pytest.mark.parametrize("size", [32, 64])
 def test_style_networks_shapes(size):
-    planner, actor, critic = StylePlanner(), StyleActor(), Critic(3, size, (1, size // 4, size // 4))
+    planner, actor, critic = MapPlanner(), MapActor(), Critic(3, size, (1, size // 4, size // 4))
     state = torch.randn(3, 3, size, size)
     dist, (f1, f2, f3) = planner(state)
     plan = dist.rsample()
@@ -41,8 +41,8 @@ def test_style_networks_shapes(size):
 
 
 def test_parameter_count_matches_paper_scale():
-    n = sum(p.numel() for m in (StylePlanner(), StyleActor()) for p in m.parameters())
-    assert 170_000 < n < 185_000  # METHOD.md 5.3: about 178 k
+    n = sum(p.numel() for m in (MapPlanner(), MapActor()) for p in m.parameters())
+    assert 170_000 < n < 185_000  # the paper's networks: about 178 k
 
 
 @pytest.mark.parametrize("batch", [1, 5])
@@ -76,13 +76,13 @@ def released_state(shapes):
 
 
 def test_our_names_and_shapes_are_the_authors():
-    assert {k: tuple(v.shape) for k, v in StylePlanner().state_dict().items()} == PLANNER_SHAPES
-    assert {k: tuple(v.shape) for k, v in StyleActor().state_dict().items()} == ACTOR_SHAPES
+    assert {k: tuple(v.shape) for k, v in MapPlanner().state_dict().items()} == PLANNER_SHAPES
+    assert {k: tuple(v.shape) for k, v in MapActor().state_dict().items()} == ACTOR_SHAPES
 
 
 def test_released_weights_load(tmp_path):
-    for cls, shapes, wrap in [(StylePlanner, PLANNER_SHAPES, lambda s: s),
-                              (StyleActor, ACTOR_SHAPES, lambda s: {f"module.{k}": v for k, v in s.items()})]:
+    for cls, shapes, wrap in [(MapPlanner, PLANNER_SHAPES, lambda s: s),
+                              (MapActor, ACTOR_SHAPES, lambda s: {f"module.{k}": v for k, v in s.items()})]:
         state = released_state(shapes)
         path = tmp_path / f"{cls.__name__}.pth"
         torch.save(wrap(state), path)
@@ -94,22 +94,22 @@ def test_released_weights_load(tmp_path):
 def test_released_weights_wrong_file_is_a_clear_error(tmp_path):
     path = tmp_path / "actor.pth"
     torch.save(released_state(ACTOR_SHAPES), path)
-    with pytest.raises(DataError, match="not a StylePlanner file"):
-        load_released_weights(StylePlanner(), str(path))
+    with pytest.raises(DataError, match="not a MapPlanner file"):
+        load_released_weights(MapPlanner(), str(path))
     bad = released_state(PLANNER_SHAPES)
     bad["conv1.conv2d.weight"] = torch.zeros(16, 3, 3, 3)
     torch.save(bad, path)
     with pytest.raises(DataError, match="has shape"):
-        load_released_weights(StylePlanner(), str(path))
+        load_released_weights(MapPlanner(), str(path))
 
 
 @pytest.mark.parametrize("size,width,plan_dim", [(64, 8, 16), (128, 16, 32)])
 def test_vector_plan_networks_shapes(size, width, plan_dim):
-    from actor import ConvActor
-    from planner import ConvPlanner
+    from actor import VectorActor
+    from planner import VectorPlanner
 
-    planner = ConvPlanner(6, size, plan_dim, width)
-    actor, critic = ConvActor(planner.widths, plan_dim), Critic(6, size, planner.plan_shape(size))
+    planner = VectorPlanner(6, size, plan_dim, width)
+    actor, critic = VectorActor(planner.widths, plan_dim), Critic(6, size, planner.plan_shape(size))
     state = torch.randn(3, 6, size, size)
     dist, features = planner(state)
     plan = dist.rsample()
@@ -121,7 +121,7 @@ def test_vector_plan_networks_shapes(size, width, plan_dim):
 
 
 def test_vector_planner_refuses_odd_sizes():
-    from planner import ConvPlanner
+    from planner import VectorPlanner
 
     with pytest.raises(ValueError, match="power of two"):
-        ConvPlanner(3, 96)
+        VectorPlanner(3, 96)

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from buffer import ReplayBuffer, ReplayMemoryError, memory_estimate, transition_bytes
+from buffer import ReplayBuffer, BufferTooLarge, memory_estimate, transition_bytes
 from conftest import run_script
 from env import InpaintEnv, PhotoEnv, RegistrationEnv, StyleEnv
 from test_inpaint import TINY as TINY_INPAINT
@@ -38,7 +38,7 @@ def one_transition(task: str):
 def test_unpack_rebuilds_exactly_what_pack_left_out(task):
     env, transition = one_transition(task)
     stored = env.pack(transition)
-    fields = env.buffer_fields(transition["state"].shape[-1], (7,))
+    fields = env.buffer_columns(transition["state"].shape[-1], (7,))
     assert set(stored) == set(fields)
     assert all(v.shape[1:] == fields[k].shape for k, v in stored.items())
     batch = env.unpack(stored)
@@ -51,7 +51,7 @@ def test_unpack_rebuilds_exactly_what_pack_left_out(task):
 def test_a_state_comes_back_from_the_buffer_within_half_an_8_bit_level():
     env, transition = one_transition("inpaint")
     one = {k: v[:1] for k, v in transition.items()}
-    buffer = ReplayBuffer(4, env.buffer_fields(32, (7,)))
+    buffer = ReplayBuffer(4, env.buffer_columns(32, (7,)))
     buffer.add(env.pack(one))
     batch = env.unpack(buffer.sample(2, torch.Generator().manual_seed(0)))
     for k in ("state", "next_state"):
@@ -59,7 +59,7 @@ def test_a_state_comes_back_from_the_buffer_within_half_an_8_bit_level():
 
 
 def test_face_inpainting_buffer_at_paper_scale_fits_in_12_gb():
-    fields = InpaintEnv(128).buffer_fields(128, (256,))
+    fields = InpaintEnv(128).buffer_columns(128, (256,))
     ours = 100_000 * transition_bytes(fields)
     float32_states = 100_000 * 2 * 4 * 3 * 128 * 128  # the authors': s_t and s_t+1 in float32
     assert float32_states / 1e9 == pytest.approx(39.3, abs=0.05)
@@ -69,8 +69,8 @@ def test_face_inpainting_buffer_at_paper_scale_fits_in_12_gb():
 
 
 def test_a_buffer_that_does_not_fit_is_refused_before_allocating():
-    fields = InpaintEnv(128).buffer_fields(128, (256,))
-    with pytest.raises(ReplayMemoryError, match="--buffer-size 1,000,000,000: the replay buffer needs .* memory is free; "
+    fields = InpaintEnv(128).buffer_columns(128, (256,))
+    with pytest.raises(BufferTooLarge, match="--buffer-size 1,000,000,000: the replay buffer needs .* memory is free; "
                                                 "lower --buffer-size"):
         ReplayBuffer(10 ** 9, fields)
     line = memory_estimate(1000, fields)
@@ -89,7 +89,7 @@ def test_the_sampling_share_is_the_median_of_paired_turns_and_ignores_stalls(mon
     # A clock that the two jobs advance: an update takes 10 ms, a sample 0.1 ms (1 %). Another process takes
     # the core for 50 ms in 5 updates and in 5 samples, and the machine runs 20 times slower for turns 8 to
     # 12 (both jobs). Timed apart, such stalls moved the share by 20x; paired, the median stays at 1 %.
-    import benchmark
+    from extras import benchmark
     now, turn = [0.0], [0]
     monkeypatch.setattr(benchmark.time, "perf_counter", lambda: now[0])
     slow = lambda: 20 if 8 <= turn[0] <= 12 else 1  # noqa: E731

@@ -1,4 +1,4 @@
-"""Adaptive stopping (E35, E36, ours): the rule on hand-built predictions, the threshold rule, the table, the
+"""Adaptive stopping (O3, O4, ours): the rule on hand-built predictions, the threshold rule, the table, the
 reward head's isolation from the rest of the update, and evaluate.py --stop end to end with its bad flags."""
 import contextlib
 import copy
@@ -12,7 +12,7 @@ from conftest import TINY as TINY_STYLE
 from conftest import one_line_error, run_script
 from critic import RewardHead
 from losses import reward_head_loss
-from stopping import adaptive_stop, agreement, stopping_table, threshold_stop
+from extras.stopping import adaptive_stop, agreement, stopping_table, threshold_stop
 from test_digits import TINY as TINY_DIGITS
 from test_register import TINY as TINY_REGISTER
 from test_update import SIZE, Replayed, agent, batch, snapshot
@@ -59,7 +59,7 @@ class Echo(torch.nn.Module):
 @pytest.mark.parametrize("peak, expected", [(2.0, 2), (0.0, 1), (3.0, 3), (9.0, 5)])
 def test_the_rule_end_to_end_scores_each_state_with_its_own_prediction(peak, expected):
     """evaluate.rollout with a reward head set by hand: predicted[t] must be r-hat of s_t+1, the state the step
-    from s_t reached (an off-by-one to s_t would stop one step late), and E36 stops at s_t for the first t >= 1
+    from s_t reached (an off-by-one to s_t would stop one step late), and O4 stops at s_t for the first t >= 1
     whose next state is no better: at the best state itself (never before step 1, never past 5)."""
     from evaluate import rollout
 
@@ -133,7 +133,7 @@ def test_the_reward_head_learns_from_its_own_loss_only():
         assert all(torch.equal(v, with_[k][n]) for n, v in without[k].items()), k
         assert len(without[f"{k} grad"]) and all(torch.equal(a, b) for a, b in zip(without[f"{k} grad"], with_[f"{k} grad"]))
     assert "head_loss" in out and any(not torch.equal(v, head.state_dict()[n]) for n, v in before.items())
-    # the head's gradient is that of E35 alone
+    # the head's gradient is that of O3 alone
     head.zero_grad()
     b = batch()
     reward_head_loss(head(b["next_state"]), b["reward"]).backward()
@@ -142,7 +142,7 @@ def test_the_reward_head_learns_from_its_own_loss_only():
 
 
 def test_the_reward_head_learns_the_score_of_the_state_reached():
-    """E35 as train.update_reward_head runs it: r-hat(s_t+1) regressed on r_t, the state the stored step reached
+    """O3 as train.update_reward_head runs it: r-hat(s_t+1) regressed on r_t, the state the stored step reached
     (not s_t, which a step has not yet changed, and no plan): one SGD step equals one by hand."""
     torch.manual_seed(0)
     head = RewardHead(6, SIZE)
@@ -166,7 +166,7 @@ def test_stop_adaptive_end_to_end(tmp_path, name, tiny):
     result = run_script("evaluate.py", "--checkpoint", str(tmp_path / name), "--stop", "adaptive", "--max-steps", "3",
                         "--num-images", "12")
     assert result.returncode == 0, result.stderr[-2000:]
-    for row in ("adaptive (reward head, E36)", "best fixed k =", "oracle (each image's best k)", "always k = 3"):
+    for row in ("adaptive (reward head, O4)", "best fixed k =", "oracle (each image's best k)", "always k = 3"):
         assert row in result.stdout, row
     assert len(stops(tmp_path / name)) == 12 and set(stops(tmp_path / name)) <= {1, 2, 3}
     assert (tmp_path / name / "stop_hist.png").is_file() and (tmp_path / name / "stop_eval.csv").is_file()
@@ -216,7 +216,7 @@ def test_stop_style_loss_is_for_style_tasks(tmp_path):
 def test_a_checkpoint_with_the_older_reward_head_resumes_with_a_fresh_one(tmp_path, capsys):
     """Checkpoints written before issue 26 hold r-hat(s_t, p_t), of other shapes: --resume starts the state's head
     afresh with a message instead of failing, and keeps everything else."""
-    import runlog
+    from extras import runlog
     from train import Args
 
     torch.manual_seed(0)

@@ -72,7 +72,7 @@ def test_stylise_one_photo(tmp_path, tiny):
                        text)
 
 
-TINY_RUNS = {"style": TINY, "inpaint": TINY_INPAINT, "photo": [*TINY_PHOTO, "--init", "noise"], "digits": TINY_DIGITS,
+TINY_RUNS = {"style": TINY, "inpaint": TINY_INPAINT, "photo": [*TINY_PHOTO, "--set", "init=noise"], "digits": TINY_DIGITS,
              "video": TINY_VIDEO}
 
 

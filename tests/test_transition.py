@@ -1,13 +1,15 @@
-"""The style transition: the paper's E10 (s_t+1 = a_t) and ours, E10b (s_t+1 = s_t + a_t from an actor whose last
+"""The style transition: the paper's E10 (s_t+1 = a_t) and ours, O1 (s_t+1 = s_t + a_t from an actor whose last
 layer starts at zero), which the --task style and video presets use; and --amp auto."""
 import pytest
 import torch
 
-from actor import StyleActor, VideoActor
-from config import Args, parse_args, resolve_amp
-from env import StyleEnv, denormalize, normalize
+from actor import MapActor, VideoActor
+from config import Args, resolve_amp
+from extras.cli import parse_args
+from env import StyleEnv
+from vgg import denormalize, normalize
 from evaluate import rollout
-from planner import StylePlanner
+from planner import MapPlanner
 from tasks import PRESETS, networks
 from vgg import load_vgg16
 
@@ -17,29 +19,13 @@ def make_env(residual: bool) -> StyleEnv:
     return StyleEnv(load_vgg16("random"), torch.rand(3, 32, 32), residual=residual)
 
 
-@pytest.mark.parametrize("actor_class", [StyleActor, VideoActor])
+@pytest.mark.parametrize("actor_class", [MapActor, VideoActor])
 def test_a_zero_initialised_actor_acts_zero_whatever_the_plan(actor_class):
     torch.manual_seed(0)
-    planner, actor = StylePlanner(), actor_class(zero_init=True)
+    planner, actor = MapPlanner(), actor_class(zero_init=True)
     dist, features = planner(torch.randn(2, 3, 32, 32))
     assert torch.equal(actor(dist.rsample(), features), torch.zeros(2, 3, 32, 32))
     assert actor.deconv3.conv2d.weight.abs().sum() > 0  # only the last layer starts at zero
-
-
-def test_actor_blocks_add_depth_keep_the_identity_start_and_the_paper_layout():
-    torch.manual_seed(0)
-    planner, paper, deeper = StylePlanner(), StyleActor(zero_init=True), StyleActor(zero_init=True, blocks=2)
-    assert list(paper.state_dict()) == [k for k in deeper.state_dict() if not k.startswith("blocks.")]  # released weights load
-    assert sum(p.numel() for p in deeper.parameters()) - sum(p.numel() for p in paper.parameters()) == 2 * 2 * (65 * 65 * 9 + 65 * 3)
-    dist, features = planner(torch.randn(2, 3, 32, 32))
-    assert torch.equal(deeper(dist.rsample(), features), torch.zeros(2, 3, 32, 32))  # E10b's identity start
-    torch.nn.init.normal_(deeper.deconv1.conv2d.weight)
-    plan = dist.rsample()
-    plan.retain_grad()
-    deeper(plan, features).square().sum().backward()
-    assert plan.grad.abs().sum() > 0 and deeper.blocks[1].conv2.conv2d.weight.grad.abs().sum() > 0
-    args, _ = parse_args(["--task", "style", "--actor-blocks", "2"])
-    assert sum(p.numel() for p in networks(args)[1].parameters()) == sum(p.numel() for p in deeper.parameters())
 
 
 def test_residual_step_adds_the_action_to_the_state_and_keeps_valid_pixels():
@@ -81,7 +67,7 @@ def test_residual_auxiliary_loss_scores_the_state_plus_the_action():
 
 
 def test_the_style_presets_start_at_the_identity_and_the_paper_flag_restores_e10():
-    args, _ = parse_args(["--task", "style", "--vgg", "random", "--image-size", "32"])
+    args, _ = parse_args(["--task", "style", "--set", "vgg=random", "--image-size", "32"])
     assert args.transition == "residual"
     planner, actor = networks(args)
     env = StyleEnv(load_vgg16("random"), torch.rand(3, 32, 32), residual=True)
@@ -93,7 +79,8 @@ def test_the_style_presets_start_at_the_identity_and_the_paper_flag_restores_e10
     assert parse_args(["--task", "style", "--transition", "paper"])[0].transition == "paper"
     assert Args().transition == "paper"  # what the released weights and older checkpoints are run with
     style = parse_args(["--task", "style", "--device", "cpu"])[0]  # difference 48: decay, reward scale, temperature
-    assert (style.lr_decay, style.kappa, style.init_log_alpha) == ("linear", 1e3, -10.0) and Args().lr_decay == "off"
+    assert (style.lr_decay, style.reward_scale, style.init_log_alpha) == ("linear", 1e3, -10.0) and Args().lr_decay == "off"
+    assert PRESETS["style"]["all"]["reward_scale"] == 1e6 and "reward_scale" not in PRESETS["style"]["cuda"]  # the paper's c
     assert networks(Args(task="style"))[1].deconv1.conv2d.weight.abs().sum() > 0
 
 
@@ -118,13 +105,16 @@ def test_a_step_size_bounds_every_pixel_of_a_step():
     assert change.max() <= 0.25 + 1e-6 and change.max() > 0.24  # large actions move by eps, never more
     assert torch.allclose(env.next_image(state, torch.zeros_like(state)), state)  # tanh(0) = 0: still the identity
     small = torch.full_like(state, 1e-3)
-    assert torch.allclose(env.next_image(state, small), state + 0.25 * torch.tanh(small))  # E10c
+    assert torch.allclose(env.next_image(state, small), state + 0.25 * torch.tanh(small))  # O2
 
 
-def test_step_size_and_layer_weights_are_checked_in_one_line():
+def test_step_size_and_the_settings_are_checked_in_one_line():
     from conftest import one_line_error, run_script
 
     one_line_error(run_script("train.py", "--task", "style", "--transition", "paper", "--step-size", "0.5"),
                    "--step-size 0.5")
-    one_line_error(run_script("train.py", "--task", "style", "--style-layer-weights", "1,2"), "--style-layer-weights")
+    one_line_error(run_script("train.py", "--task", "style", "--set", "style_size=8"), "style_size=8")
+    one_line_error(run_script("train.py", "--task", "style", "--set", "no_such=1"), "--set no_such=1")
+    one_line_error(run_script("train.py", "--task", "style", "--set", "lr=1"), "has a flag of its own, --lr")
+    one_line_error(run_script("train.py", "--task", "style", "--set", "gamma=high"), "gamma takes float")
     one_line_error(run_script("train.py", "--task", "inpaint", "--transition", "residual"), "--transition is for")

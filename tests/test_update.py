@@ -5,13 +5,13 @@ import functools
 import torch
 
 import train
-from actor import ConvActor
-from buffer import Field
+from actor import VectorActor
+from buffer import Column
 from critic import Critic
 from env import PhotoEnv
 from evaluate import rollout
-from planner import ConvPlanner
-from runlog import read_checkpoint
+from planner import VectorPlanner
+from extras.runlog import read_checkpoint
 from train import Args
 
 SIZE, PLAN = 16, 8
@@ -21,8 +21,8 @@ def agent(**flags):
     """A tiny photo-translation agent (batch-norm planner and actor, vector plan) and its optimisers."""
     torch.manual_seed(0)
     args = Args(task="photo", image_size=SIZE, plan_dim=PLAN, width=8, lr=1e-3, critic_lr=1e-3, alpha_lr=1e-2, **flags)
-    planner = ConvPlanner(6, SIZE, PLAN, 8)
-    task = dict(planner=planner, actor=ConvActor(planner.widths, PLAN, tanh=True), critic=Critic(6, SIZE, (PLAN,)),
+    planner = VectorPlanner(6, SIZE, PLAN, 8)
+    task = dict(planner=planner, actor=VectorActor(planner.widths, PLAN, tanh=True), critic=Critic(6, SIZE, (PLAN,)),
                 plan_shape=(PLAN,))
     modules, log_alpha, target_entropy = train.initialise(args, task, torch.device("cpu"))
     return args, modules, log_alpha, target_entropy
@@ -131,8 +131,8 @@ class ScriptedEnv:
     def pack(self, transition):
         return {k: transition[k] for k in ("plan", "reward", "done")}
 
-    def buffer_fields(self, image_size, plan_shape):
-        return {"plan": Field(plan_shape), "reward": Field(()), "done": Field(())}
+    def buffer_columns(self, image_size, plan_shape):
+        return {"plan": Column(plan_shape), "reward": Column(()), "done": Column(())}
 
 
 class Images:
@@ -144,13 +144,13 @@ class Images:
 
 def test_the_loop_stores_running_episodes_only_and_a_time_limit_as_not_done(tmp_path, monkeypatch):
     def build(args, device):
-        planner = ConvPlanner(6, SIZE, PLAN, 8)
-        return dict(env=ScriptedEnv(), planner=planner, actor=ConvActor(planner.widths, PLAN, tanh=True),
+        planner = VectorPlanner(6, SIZE, PLAN, 8)
+        return dict(env=ScriptedEnv(), planner=planner, actor=VectorActor(planner.widths, PLAN, tanh=True),
                     critic=Critic(6, SIZE, (PLAN,)), plan_shape=(PLAN,), train_data=Images(), test_data=Images())
     monkeypatch.setattr(train, "build", build)
-    args, _ = train.parse_args(["--task", "photo", "--image-size", str(SIZE), "--plan-dim", str(PLAN), "--num-envs", "4",
+    args, _ = train.parse_args(["--task", "photo", "--image-size", str(SIZE), "--set", f"plan_dim={PLAN}", "--num-envs", "4",
                                 "--max-episode-steps", "3", "--total-steps", "3", "--buffer-size", "64",
-                                "--learning-starts", "64", "--save-buffer", "--run-dir", str(tmp_path), "--no-progress"])
+                                "--learning-starts", "64", "--set", "save_buffer=true", "--run-dir", str(tmp_path), "--no-progress"])
     run, _ = train.train(args)   # one episode of T_max = 3, no update
     stored = read_checkpoint(f"{run}/checkpoint.pt")["buffer"]
     assert stored["size"] == 1 + 2 + 3 + 3
@@ -162,8 +162,8 @@ def test_the_loop_stores_running_episodes_only_and_a_time_limit_as_not_done(tmp_
 
 def test_inference_acts_with_the_plan_mean():
     torch.manual_seed(0)
-    planner = ConvPlanner(6, SIZE, PLAN, 8)
-    actor = ConvActor(planner.widths, PLAN, tanh=True)
+    planner = VectorPlanner(6, SIZE, PLAN, 8)
+    actor = VectorActor(planner.widths, PLAN, tanh=True)
     with torch.no_grad():
         planner.head.bias[PLAN:] = 10.0  # sigma = e at every state: a sampled plan would change every action
     pairs = torch.rand(3, 6, SIZE, SIZE)

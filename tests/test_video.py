@@ -14,11 +14,11 @@ from data import DataError
 from env import VideoEnv
 from losses import synthetic_flow, temporal_loss, visible, warp, warping_error
 from planner import VideoPlanner
-from video import camera_clip, load_video, read_clip, read_flo, resize_video, save_gif, sintel_motion, write_flo
+from extras.video import camera_clip, load_video, read_clip, read_flo, resize_video, save_gif, sintel_motion, write_flo
 
-TINY = ["--task", "video", "--vgg", "random", "--image-size", "32", "--num-envs", "2", "--batch-size", "2",
+TINY = ["--task", "video", "--set", "vgg=random", "--image-size", "32", "--num-envs", "2", "--batch-size", "2",
         "--total-steps", "6", "--max-episode-steps", "3", "--learning-starts", "2", "--test-steps", "2",
-        "--save-every", "1"]
+        "--set", "save_every=1"]
 
 
 def shift(image, dx, dy):
@@ -154,7 +154,7 @@ def test_memories_are_reset_and_carried_as_the_readme_says():
     torch.manual_seed(0)
     planner, actor = VideoPlanner(), VideoActor()
     state = torch.randn(2, 3, 32, 32)
-    # the planner's step-wise memory: None is the reset (zeros); the GRU output is the next step's memory
+    # the planner's step-wise hidden state: None is the reset (zeros); the GRU output is the next step's hidden state
     dist0, features0 = planner(state, None)
     dist_zero, _ = planner(state, torch.zeros(2, 64, 8, 8))
     assert torch.equal(dist0.mean, dist_zero.mean)
@@ -162,7 +162,7 @@ def test_memories_are_reset_and_carried_as_the_readme_says():
     assert h1.shape == (2, 64, 8, 8) and h1.abs().max() < 1  # a GRU state lies in (-1, 1)
     dist1, features1 = planner(state, h1)
     assert not torch.allclose(dist1.mean, dist0.mean)  # the same image at the next step plans differently
-    # the actor's frame-wise memory: None for a first frame, carried to the same step of the next frame
+    # the actor's frame-wise hidden state: None for a first frame, carried to the same step of the next frame
     action0, m1 = actor.step(dist0.mean, features0, None)
     assert torch.equal(action0, actor(dist0.mean, features0)) and m1.shape == (2, 16, 8, 8)
     action1, _ = actor.step(dist0.mean, features0, m1)
@@ -176,16 +176,16 @@ def test_video_env_resets_memory_and_stores_it():
     planner, actor = VideoPlanner(), VideoActor()
     env = VideoEnv(load_vgg16("random"), torch.rand(3, 32, 32), planner, actor, seed=3)
     env.reset(torch.rand(2, 3, 32, 32))
-    assert env.memory.shape == (2, 64, 8, 8) and env.memory.abs().sum() == 0
-    env.memory = torch.ones(2, 64, 8, 8) * 0.5
-    assert torch.equal(env.extras()["memory"], env.memory)
+    assert env.hidden.shape == (2, 64, 8, 8) and env.hidden.abs().sum() == 0
+    env.hidden = torch.ones(2, 64, 8, 8) * 0.5
+    assert torch.equal(env.extras()["hidden"], env.hidden)
     env.reset(torch.rand(2, 3, 32, 32))
-    assert env.memory.abs().sum() == 0  # a new frame starts afresh
-    fields = env.buffer_fields(32, (1, 8, 8))
-    assert fields["memory"].shape == fields["next_memory"].shape == (64, 8, 8)
+    assert env.hidden.abs().sum() == 0  # a new frame starts afresh
+    fields = env.buffer_columns(32, (1, 8, 8))
+    assert fields["hidden"].shape == fields["next_hidden"].shape == (64, 8, 8)
     # J_Aux has the temporal term, with gradient to both networks; zeta = 0 leaves it out
     state = env.reset(torch.rand(2, 3, 32, 32))
-    batch = {"state": state, "content": state, "memory": torch.zeros(2, 64, 8, 8)}
+    batch = {"state": state, "content": state, "hidden": torch.zeros(2, 64, 8, 8)}
     loss, parts = env.auxiliary_loss(actor(planner(state)[0].rsample(), planner(state)[1]), batch)
     assert parts["temporal"] > 0
     loss.backward()
@@ -194,10 +194,10 @@ def test_video_env_resets_memory_and_stores_it():
     assert "temporal" not in env.auxiliary_loss(actor(planner(state)[0].rsample(), planner(state)[1]), batch)[1]
 
 
-def test_rollout_video_carries_the_frame_memory_per_step_index_and_resets_it_before_the_first_frame():
-    """evaluate.rollout_video: step k of frame f gets the frame-wise memory that step k of frame f - 1 made;
-    the first frame gets none (zeros); the planner's memory starts afresh at every frame."""
-    from evaluate import rollout_video
+def test_rollout_video_carries_the_frame_hidden_state_per_step_index_and_resets_it_before_the_first_frame():
+    """extras.evaluation.rollout_video: step k of frame f gets the frame-wise hidden state that step k of frame f - 1 made;
+    the first frame gets none (zeros); the planner's hidden state starts afresh at every frame."""
+    from extras.evaluation import rollout_video
     from vgg import load_vgg16
 
     torch.manual_seed(0)
@@ -205,27 +205,27 @@ def test_rollout_video_carries_the_frame_memory_per_step_index_and_resets_it_bef
     env = VideoEnv(load_vgg16("random"), torch.rand(3, 16, 16), planner, actor)
     calls, step = [], actor.step
 
-    def spy(plan, features, frame_memory):
-        action, new_memory = step(plan, features, frame_memory)
-        calls.append((frame_memory, new_memory))
-        return action, new_memory
+    def spy(plan, features, frame_hidden):
+        action, new_hidden = step(plan, features, frame_hidden)
+        calls.append((frame_hidden, new_hidden))
+        return action, new_hidden
 
     actor.step = spy
-    planner_memories, forward = [], planner.forward
-    planner.forward = lambda state, memory=None: (planner_memories.append(memory), forward(state, memory))[1]
+    planner_hiddens, forward = [], planner.forward
+    planner.forward = lambda state, hidden=None: (planner_hiddens.append(hidden), forward(state, hidden))[1]
     states = rollout_video(planner, actor, env, torch.rand(3, 3, 16, 16), 2)  # 3 frames, 2 steps each
     assert len(states) == 3 and states[0].shape == (3, 3, 16, 16)
-    assert len(calls) == 6 and calls[0][0] is None and calls[1][0] is None    # frame 0: no memory at either step
+    assert len(calls) == 6 and calls[0][0] is None and calls[1][0] is None    # frame 0: no hidden state at either step
     for frame in (1, 2):
         for k in (0, 1):
             assert calls[2 * frame + k][0] is calls[2 * (frame - 1) + k][1]     # step k of the frame before
-    assert all(planner_memories[2 * f].abs().sum() == 0 for f in range(3))     # h_0 = 0 at every frame
-    assert all(planner_memories[2 * f + 1].abs().sum() > 0 for f in range(3))
+    assert all(planner_hiddens[2 * f].abs().sum() == 0 for f in range(3))     # h_0 = 0 at every frame
+    assert all(planner_hiddens[2 * f + 1].abs().sum() > 0 for f in range(3))
 
 
 def test_updates_run_the_planner_on_each_state_with_its_own_memory():
     """train.update: s_t with h_t (E6, E9, the temporal term) and s_t+1 with h_t+1 (E4); a swap of
-    memory(batch) and memory(batch, "next_memory") would pair a state with the other state's memory."""
+    recurrent_inputs(batch) and recurrent_inputs(batch, "next_hidden") would pair a state with the other state's hidden state."""
     import train
     from config import Args
     from critic import Critic
@@ -239,8 +239,8 @@ def test_updates_run_the_planner_on_each_state_with_its_own_memory():
     modules, log_alpha, target_entropy = train.initialise(args, task, torch.device("cpu"))
     state, next_state = torch.randn(2, 3, 16, 16), torch.randn(2, 3, 16, 16)
     batch = dict(state=state, next_state=next_state, content=state, plan=torch.randn(2, 1, 4, 4),
-                 reward=torch.zeros(2), done=torch.zeros(2), memory=torch.full((2, 64, 4, 4), 0.25),
-                 next_memory=torch.full((2, 64, 4, 4), -0.5))
+                 reward=torch.zeros(2), done=torch.zeros(2), hidden=torch.full((2, 64, 4, 4), 0.25),
+                 next_hidden=torch.full((2, 64, 4, 4), -0.5))
 
     class Buffer:
         def sample(self, n, generator):
@@ -248,12 +248,12 @@ def test_updates_run_the_planner_on_each_state_with_its_own_memory():
 
     env.unpack = lambda stored: stored
     seen, forward = [], planner.forward
-    planner.forward = lambda s, memory=None: (seen.append((s, memory)), forward(s, memory))[1]
+    planner.forward = lambda s, hidden=None: (seen.append((s, hidden)), forward(s, hidden))[1]
     train.update(args, task, Buffer(), modules, log_alpha, target_entropy, 1, None, False)
     pairs = [(s is state, s is next_state, m) for s, m in seen if s is state or s is next_state]
     assert any(is_state for is_state, _, _ in pairs) and any(is_next for _, is_next, _ in pairs)
     for is_state, is_next, m in pairs:
-        assert m is (batch["memory"] if is_state else batch["next_memory"])
+        assert m is (batch["hidden"] if is_state else batch["next_hidden"])
 
 
 def test_collect_stores_the_memory_of_both_states(tmp_path):
@@ -263,24 +263,24 @@ def test_collect_stores_the_memory_of_both_states(tmp_path):
     from tasks import build
     from train import collect, parse_args
 
-    args, _ = parse_args([*TINY, "--vgg", "random"])
+    args, _ = parse_args([*TINY, "--set", "vgg=random"])
     task = build(args, torch.device("cpu"))
     env = task["env"]
-    buffer = ReplayBuffer(16, env.buffer_fields(args.image_size, task["plan_shape"]), torch.device("cpu"))
+    buffer = ReplayBuffer(16, env.buffer_columns(args.image_size, task["plan_shape"]), torch.device("cpu"))
     state = env.reset(torch.rand(2, 3, 32, 32))
     running = torch.ones(2, dtype=torch.bool)
     collect(args, task, buffer, state, running)
-    carried = env.memory.clone()
+    carried = env.hidden.clone()
     assert carried.abs().sum() > 0
     collect(args, task, buffer, env.state, running)
 
     def stored(name, rows):  # decoded from 8 bits: steps of 1/127 from -128/127
         return (buffer.storage[name][rows].float() - 128) / 127
 
-    assert torch.equal(stored("memory", slice(0, 2)), torch.zeros(2, 64, 8, 8))                # h_0 = 0, exactly
-    assert torch.allclose(stored("next_memory", slice(0, 2)), carried, atol=0.5 / 127)         # h_1
-    assert torch.allclose(stored("memory", slice(2, 4)), carried, atol=0.5 / 127)              # carried to s_1
-    assert not torch.allclose(stored("next_memory", slice(2, 4)), carried, atol=0.5 / 127)     # h_2 moved on
+    assert torch.equal(stored("hidden", slice(0, 2)), torch.zeros(2, 64, 8, 8))                # h_0 = 0, exactly
+    assert torch.allclose(stored("next_hidden", slice(0, 2)), carried, atol=0.5 / 127)         # h_1
+    assert torch.allclose(stored("hidden", slice(2, 4)), carried, atol=0.5 / 127)              # carried to s_1
+    assert not torch.allclose(stored("next_hidden", slice(2, 4)), carried, atol=0.5 / 127)     # h_2 moved on
 
 
 def test_train_and_evaluate_a_video(tmp_path):

@@ -1,19 +1,19 @@
 """Benchmarks: speed, replay memory, and how big RL-I2IT's networks are next to pix2pix's generator.
 
-    python benchmark.py throughput     # env steps/s and updates/s at 1 and 16 environments, every task
-    python benchmark.py throughput --device cuda --amp --channels-last
-    python benchmark.py memory         # replay-buffer bytes per transition at paper scale, vs float32 states
-    python benchmark.py sizes          # parameters and FLOPs per image, every task, and pix2pix's U-Net
-    python benchmark.py ranks --tasks digits --ranks 1 2   # train.py alone against torchrun with 2 processes
+    python -m extras.benchmark throughput     # env steps/s and updates/s at 1 and 16 environments, every task
+    python -m extras.benchmark throughput --device cuda --amp
+    python -m extras.benchmark memory         # replay-buffer bytes per transition at paper scale, vs float32 states
+    python -m extras.benchmark sizes          # parameters and FLOPs per image, every task, and pix2pix's U-Net
+    python -m extras.benchmark ranks --tasks digits --ranks 1 2   # train.py alone against torchrun with 2 processes
 
 Throughput runs each task in a fresh process, so that its peak memory is its own, with the task's
 preset for the device. Collection is acting and stepping the environments and adding
-to the replay buffer, with no updates (train.py's A1.3-A1.8); an update is A1.10-A1.12 at the
+to the replay buffer, with no updates (train.py's A1.3-A1.8); an update is A1.10-A1.14 at the
 preset's batch size, with the adversarial term on; it does not depend on the number of
 environments. Each is timed, after a warm-up as long, over five windows and the best is kept (the
 least disturbed by other work on the machine). The share of an update spent sampling the buffer is the
 median, over 21 turns, of one sample's time over that of the update just before it; the reward head's share
-(adaptive stopping, E35: its forward, backward and Adam step on one minibatch) is timed the same way. The windows of 1 and 16 environments take turns, and
+(adaptive stopping, O3: its forward, backward and Adam step on one minibatch) is timed the same way. The windows of 1 and 16 environments take turns, and
 "x 1 env" is the median over windows of the ratio of neighbouring windows, so that a slow spell of
 the machine (its speed swings by up to 40 % here) does not favour either. "env steps/s" counts transitions: one
 batched step of 16 environments is 16 environment steps. The style rows use a randomly initialised
@@ -229,18 +229,18 @@ def paired_share(part, whole, sync, repeats: int = 21) -> tuple[float, float]:
 SMOKE = ["--image-size", "32", "--batch-size", "4", "--max-episode-steps", "2", "--buffer-size", "64"]
 
 
-def measure(task_name: str, envs: list[int], device_name: str, seconds: float, amp: bool, channels_last: bool,
-            smoke: bool) -> list[dict]:
+def measure(task_name: str, envs: list[int], device_name: str, seconds: float, amp: bool, smoke: bool) -> list[dict]:
     """The throughput rows of one task, one per number of environments (run in a fresh process by
     `throughput_table`, so that the peak memory is the task's)."""
-    from train import autocast, collect, initialise, parse_args, seed_everything, update, update_reward_head
+    from extras.stopping import update_reward_head
+    from train import autocast, collect, initialise, parse_args, seed_everything, update
     from tasks import build
     from buffer import ReplayBuffer
 
     torch.set_num_threads(torch.get_num_threads())
     argv = ["--task", task_name, "--device", device_name, "--learning-starts", "1"]
-    argv += ["--vgg", "random"] if task_name in ("style", "video") else []
-    argv += ["--amp", "on" if amp else "off"] + (["--channels-last"] if channels_last else [])
+    argv += ["--set", "vgg=random"] if task_name in ("style", "video") else []
+    argv += ["--amp", "on" if amp else "off"]
     argv += [a for a in SMOKE if not (task_name == "digits" and a in ("--image-size", "32"))] if smoke else []
     args, _ = parse_args(argv)
     device = torch.device(device_name if device_name != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
@@ -252,7 +252,7 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
         for source in task["train_data"].sources:  # steady state, not the first pass over the data
             task["train_data"].load(source)
     modules, log_alpha, target_entropy = initialise(args, task, device)
-    buffer = ReplayBuffer(args.buffer_size, env.buffer_fields(args.image_size, task["plan_shape"]), device)
+    buffer = ReplayBuffer(args.buffer_size, env.buffer_columns(args.image_size, task["plan_shape"]), device)
     data_rng, sample_rng = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(0)
     copies = HostCopyCounter()
 
@@ -284,7 +284,7 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
             env.unpack(buffer.sample(args.batch_size, sample_rng))
         return 1
 
-    def one_head_update() -> int:  # the reward head's share of an update (E35, adaptive stopping), on one minibatch
+    def one_head_update() -> int:  # the reward head's share of an update (O3, adaptive stopping), on one minibatch
         update_reward_head(batch, modules, functools.partial(autocast, args, device))
         return 1
 
@@ -299,7 +299,7 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
     head_share, head_seconds = paired_share(one_head_update, one_update, sync)
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    return [{"task": task_name, "device": device.type, "amp": amp, "channels_last": channels_last,
+    return [{"task": task_name, "device": device.type, "amp": amp,
              "envs": n, "image": args.image_size, "batch": args.batch_size, "env steps/s": round(env_steps[n], 1),
              "x 1 env": round(speedup[n], 2), "updates/s": round(update_rate, 2),
              "sample ms": round(1000 * sample_seconds, 2), "sample % of update": round(100 * sample_share, 2),
@@ -309,12 +309,12 @@ def measure(task_name: str, envs: list[int], device_name: str, seconds: float, a
 
 
 def throughput_table(tasks: list[str], envs: list[int], device: str, seconds: float, amp: bool = False,
-                     channels_last: bool = False, smoke: bool = False) -> list[dict]:
+                     smoke: bool = False) -> list[dict]:
     context = multiprocessing.get_context("spawn")
     rows = []
     for task in tasks:
         with context.Pool(1) as pool:  # a fresh process per task: its own peak memory
-            rows += pool.apply(measure, (task, envs, device, seconds, amp, channels_last, smoke))
+            rows += pool.apply(measure, (task, envs, device, seconds, amp, smoke))
         print("  " + ", ".join(f"{task} x{r['envs']}: {r['env steps/s']} env steps/s" for r in rows[-len(envs):])
               + f"; {rows[-1]['updates/s']} updates/s", flush=True)
     return rows
@@ -348,7 +348,7 @@ def memory_table() -> list[dict]:
         size = args.image_size
         env = {"style": lambda: StyleEnv(load_vgg16("random"), torch.rand(3, 32, 32)), "photo": PhotoEnv,
                "inpaint": lambda: InpaintEnv(size), "digits": RegistrationEnv}[task_name]()
-        ours = transition_bytes(env.buffer_fields(size, networks(args)[0].plan_shape(size)))
+        ours = transition_bytes(env.buffer_columns(size, networks(args)[0].plan_shape(size)))
         float32_states = 2 * 4 * STATE_CHANNELS[task_name] * size * size  # the authors' s_t and s_t+1
         rows.append({"task": task_name, "image": size, "transitions": args.buffer_size, "bytes/transition": ours,
                      "GB": args.buffer_size * ours / 1e9, "float32 states bytes/transition": float32_states,
@@ -368,7 +368,7 @@ def memory_markdown(rows: list[dict]) -> str:
 def ranks_table(tasks: list[str], ranks: list[int], device: str, steps: int) -> list[dict]:
     """train.py for `steps` steps as one process (plain python) and under torchrun with K processes: env steps/s
     (all ranks' transitions) and updates/s over the second half of the run, from its progress.csv."""
-    root = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rows = []
     for task_name in tasks:
         for k in ranks:
@@ -408,7 +408,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--seconds", type=float, default=6.0, help="time per measurement (five windows)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (train.py --amp)")
-    parser.add_argument("--channels-last", action="store_true", help="channels-last convolutions")
     parser.add_argument("--csv", default="", help="where to write the table (default: runs/benchmark_DEVICE.csv)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes and short windows, for the tests")
     opts = parser.parse_args(argv)
@@ -435,10 +434,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     seconds = 0.3 if opts.smoke else opts.seconds
     print(f"throughput on {device} ({torch.get_num_threads()} threads), {seconds:g} s a measurement:")
-    rows = throughput_table(opts.tasks, opts.envs, device, seconds, opts.amp, opts.channels_last, opts.smoke)
+    rows = throughput_table(opts.tasks, opts.envs, device, seconds, opts.amp, opts.smoke)
     print(throughput_markdown(rows))
-    path = opts.csv or os.path.join("runs", f"benchmark_{device}{'_amp' if opts.amp else ''}"
-                                            f"{'_cl' if opts.channels_last else ''}.csv")
+    path = opts.csv or os.path.join("runs", f"benchmark_{device}{'_amp' if opts.amp else ''}.csv")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import os
 
-from evaluate import EVALUATE, evaluate_video, held_out, print_table
-from video import read_clip
+from evaluate import EVALUATE, held_out, print_table
+from extras.evaluation import evaluate_video
+from extras.video import read_clip
 
 
 def plot_curves(csv_path: str, png_path: str) -> None:

@@ -1,18 +1,26 @@
-"""Bookkeeping of a training run, kept apart from Algorithm 1: the progress log, checkpoints and
-the printed configuration. `train.py` calls these; nothing here changes what is learned.
+"""Bookkeeping of a training run, kept apart from Algorithm 1: the run folder, progress bar and log,
+checkpoints, Ctrl-C and kill, and the printed configuration. `train.py` calls `Bookkeeper`; nothing here
+changes what is learned.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import os
+import signal
+import sys
+import textwrap
+import time
 
 import torch
+from tqdm import tqdm
 
 from buffer import ReplayBuffer
-from config import resolve_amp
+from config import Args, resolve_amp
 from data import DataError
+from extras import distributed
 
 
 class CheckpointError(Exception):
@@ -165,14 +173,30 @@ def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, generator
     return state["step"], state["episode"], state["updates"]
 
 
+def same(a, b) -> bool:
+    return a == b or (a != a and b != b)  # nan is its field's default too
+
+
+def applies(f: dataclasses.Field, task: str) -> bool:
+    return not f.metadata["tasks"] or task in f.metadata["tasks"]
+
+
 def print_config(args, run: str, device: torch.device, task: dict, world_size: int = 1) -> None:
-    config = dataclasses.asdict(args)
+    """config.json (every field, and the number of processes) and split.json beside the run; printed, the
+    settings that matter for the task: its flags and whatever else the preset or the command line changed."""
+    config = {**dataclasses.asdict(args), "world_size": world_size}
     with open(os.path.join(run, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     with open(os.path.join(run, "split.json"), "w") as f:  # the deterministic train/test split
         json.dump({"train": task["train_data"].names, "test": task["test_data"].names}, f, indent=1)
     count = lambda k: sum(p.numel() for p in task[k].parameters()) if task.get(k) is not None else 0  # noqa: E731
-    print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
+    shown = [f"task={args.task} rl={args.rl} seed={args.seed}"] + [
+        f"{f.name}={getattr(args, f.name)}" for f in dataclasses.fields(args)
+        if f.metadata["group"] != "run" and applies(f, args.task) and getattr(args, f.name) != ""
+        and (f.metadata["flag"] or not same(getattr(args, f.name), f.default))]
+    print(textwrap.fill(" ".join(shown), 110, initial_indent="config: ", subsequent_indent="        ",
+                        break_on_hyphens=False))
+    print(f"        (every setting: {os.path.join(run, 'config.json')})")
     amp, why = resolve_amp(args.amp, device.type)
     print(f"device {device} | bfloat16 autocast {'on' if amp else 'off'} ({why}) | "
           + (f"VGG-16 weights: {task['vgg'].source} | " if "vgg" in task else "")
@@ -183,3 +207,107 @@ def print_config(args, run: str, device: torch.device, task: dict, world_size: i
         print(f"torchrun: {world_size} processes, each with {args.num_envs} environments, its own replay buffer and "
               f"a batch of {args.batch_size} (global: {world_size * args.num_envs} and {world_size * args.batch_size}); "
               "gradients averaged over them")
+
+
+def merge_resumed_args(args: Args, given: dict, world) -> Args:
+    """--resume: the saved run's settings, with the flags given on top."""
+    state = read_checkpoint(resume_path(args.resume))
+    if world_size_of(state) != world.size:
+        raise CheckpointError(f"{args.resume}: written by {world_size_of(state)} process(es), resumed with "
+                              f"{world.size}; resume with the same number (torchrun --nproc_per_node="
+                              f"{world_size_of(state)}, or plain python for 1)")
+    return Args(**{**state["args"], **given})
+
+
+class Bookkeeper:
+    """What train.py does around Algorithm 1. At the start: the run folder, a resumed run's state, the printed
+    config. Each step (`tick`): the progress bar. Each episode (`end_episode`): the stop on a non-finite loss
+    (before any checkpoint of that episode), progress.csv, the checkpoint every --set save_every episodes.
+    Around the loop (`guard`): Ctrl-C and `kill` save a checkpoint and stop. Under torchrun rank 0 alone writes,
+    and every rank stops together at the end of an episode (no collective is cut)."""
+
+    def __init__(self, args: Args, world, task: dict, device: torch.device, modules: dict,
+                 log_alpha: torch.Tensor, generators: dict, buffer: ReplayBuffer) -> None:
+        self.args, self.world, self.modules, self.log_alpha = args, world, modules, log_alpha
+        self.generators, self.buffer, self.device = generators, buffer, device
+        resume = args.resume
+        self.run = resume if os.path.isdir(resume) else os.path.dirname(resume) if resume else \
+            os.path.join(args.run_dir, args.name or f"{args.task}-seed{args.seed}")
+        if world.rank == 0:
+            os.makedirs(self.run, exist_ok=True)
+        self.step = self.episode = self.updates = 0
+        if resume:
+            self.step, self.episode, self.updates = load_checkpoint(resume_path(resume), modules, log_alpha,
+                                                                    generators, buffer, world.rank)
+        if world.rank == 0:
+            print_config(args, self.run, device, task, world.size)
+        self.log = ProgressLog(os.path.join(self.run, "progress.csv"), resume_step=self.step if resume else None) \
+            if world.rank == 0 else None
+        self.checkpoint_path = os.path.join(self.run, "checkpoint.pt")
+        self.bar = tqdm(total=args.total_steps, initial=self.step, desc=f"{args.task}", unit="step",
+                        dynamic_ncols=True, disable=not args.progress or world.rank > 0)
+        self.start = time.time()
+        self.update_steps: list[int] = []  # the step of each update of the running episode
+        self.asked_to_stop: list[int] = []
+
+    def tick(self, step: int, updates: int) -> None:
+        """One environment step done (`updates` so far)."""
+        if updates > self.updates:
+            self.update_steps.append(step)
+        self.step, self.updates = step, updates
+        self.bar.update(1)
+
+    def end_episode(self, episode: int, stats: dict[str, list[torch.Tensor]], episode_return: torch.Tensor) -> None:
+        self.episode = episode
+        check_finite(stats, self.update_steps, episode_return, self.step)
+        self.update_steps = []
+        row = {"episode": episode, "step": self.step, "transitions": self.buffer.size, "updates": self.updates,
+               "return": episode_return.mean().item(), "alpha": self.log_alpha.exp().item(),
+               "seconds": round(time.time() - self.start, 1),
+               **{k: torch.stack(v).mean().item() for k, v in stats.items()}}
+        if self.log is not None:
+            self.log.write(row)
+        self.bar.set_postfix({k: f"{row[k]:.3g}" for k in ("return", "aux_loss", "alpha") if k in row})
+        if self.world.size > 1 and distributed.any_rank(bool(self.asked_to_stop)):  # torchrun: every rank stops here
+            raise KeyboardInterrupt
+        if episode % self.args.save_every == 0:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        ranks = distributed.gather(rank_state(self.generators, self.device,
+                                              self.buffer if self.args.save_buffer else None))
+        digests = distributed.same_networks(self.modules, self.log_alpha, self.step)  # every rank's, checked equal
+        if self.world.rank == 0:
+            save_checkpoint(self.checkpoint_path, self.args, self.modules, self.log_alpha, self.step, self.episode,
+                            self.updates, ranks, digests)
+
+    @contextlib.contextmanager
+    def guard(self):
+        """Ctrl-C and `kill` save and stop; SIGINT too, as shells start background jobs with SIGINT ignored. Under
+        torchrun a signal is noted and every rank stops together at the end of the episode. A non-finite loss
+        stops the run, naming the last good checkpoint."""
+        world = self.world
+        on_signal = signal.default_int_handler if world.size == 1 else \
+            lambda signum, frame: self.asked_to_stop.append(signum)
+        handlers = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.bar.close()
+            self.checkpoint()
+            resume = f"--resume {self.run}" if world.size == 1 else \
+                f"torchrun --nproc_per_node={world.size} ... --resume {self.run}"
+            sys.exit(f"interrupted at step {self.step}: checkpoint saved, continue with {resume}" if world.rank == 0
+                     else 1)
+        except NonFiniteLoss as e:
+            self.bar.close()
+            last = f"the last good checkpoint is {self.checkpoint_path}" if os.path.isfile(self.checkpoint_path) \
+                else "no checkpoint was written before it"
+            raise NonFiniteLoss(f"{e}: training stopped; {last}") from None
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+
+    def finish(self) -> None:
+        self.bar.close()
+        self.checkpoint()

@@ -107,6 +107,26 @@ def broadcast(modules: dict[str, nn.Module], log_alpha: torch.Tensor) -> None:
             dist.broadcast(log_alpha, 0)
 
 
+def share_networks(modules: dict[str, nn.Module], log_alpha: torch.Tensor, task: dict, args, rank: int,
+                   reseed) -> int:
+    """Rank 0's networks on every rank, then each rank's own seed for its draws (data, plans, sampling,
+    environment noise): `reseed(seed, deterministic)` and the task's generators. Returns that seed (rank 0:
+    --seed, so that one process is untouched)."""
+    broadcast(modules, log_alpha)
+    seed = rank_seed(args.seed, rank)
+    if rank:
+        reseed(seed, args.deterministic)
+        for generator in task.get("generators", {}).values():
+            generator.manual_seed(seed)
+    return seed
+
+
+def averaged(optimiser: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The optimiser, its gradients averaged over the ranks first (`averaged(opt).step()`); as it is in one process."""
+    average_gradients(optimiser)
+    return optimiser
+
+
 def _agree(flag: bool, op) -> bool:
     if not active():
         return flag

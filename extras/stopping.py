@@ -1,13 +1,13 @@
-"""Adaptive stopping (ours; the paper's named future work): how many steps each image gets (README E35, E36).
+"""Adaptive stopping (ours; the paper's named future work): how many steps each image gets (README O3, O4).
 
 Training already stores every transition's reward r_t in D, and every task's reward is a score of the state
 the step reaches (minus the style loss, PSNR, Dice). A small reward head r-hat_eta(s) (`critic.RewardHead`)
-learns that score from the state alone (E35, `losses.reward_head_loss`: r-hat(s_t+1) against r_t, trained in
+learns that score from the state alone (O3, `losses.reward_head_loss`: r-hat(s_t+1) against r_t, trained in
 `train.update` on the critic's minibatch, with its own optimiser and no gradient to anything else). The head
 answers one question, "how good is this state?", the same in training (states the sampled plans reached) and
 at inference (states the plan mean reaches); no plan is among its inputs.
 
-E36: from s_t (t >= 1) the step to s_t+1 is computed; if r-hat(s_t+1) <= r-hat(s_t) (no gain expected) the
+O4: from s_t (t >= 1) the step to s_t+1 is computed; if r-hat(s_t+1) <= r-hat(s_t) (no gain expected) the
      image stops at s_t, else it goes on, up to `max_steps`. Step 1 is always taken; nothing here needs the
      target image. Deciding to stop at t costs one look-ahead step (s_t+1, computed and discarded).
 
@@ -21,16 +21,30 @@ from __future__ import annotations
 
 import torch
 
+from extras.distributed import averaged
+from losses import reward_head_loss
+
+
+def update_reward_head(batch: dict, m: dict, amp) -> torch.Tensor:
+    """O3 on the update's minibatch, its own loss and optimiser; the states come from D, so nothing flows back
+    into planner, actor or critics."""
+    with amp():
+        loss_head = reward_head_loss(m["reward_head"](batch["next_state"]), batch["reward"])  # O3: r-hat(s_t+1) ~ r_t
+    m["reward_head_opt"].zero_grad()
+    loss_head.backward()
+    averaged(m["reward_head_opt"]).step()
+    return loss_head.detach()
+
 
 def adaptive_stop(predicted: torch.Tensor, max_steps: int) -> torch.Tensor:
-    """E36 on the reward head's predictions (K, N), K >= max_steps, predicted[t] = r-hat(s_t+1), the reward of
+    """O4 on the reward head's predictions (K, N), K >= max_steps, predicted[t] = r-hat(s_t+1), the reward of
     the step from s_t: the step each image stops at, (N,), int64 in 1 ... max_steps: the first t >= 1 with
     predicted[t] <= predicted[t-1], i.e. r-hat(s_t+1) <= r-hat(s_t)."""
     if max_steps < 1 or len(predicted) < max_steps:
         raise ValueError(f"max_steps {max_steps}: needs 1 <= max_steps <= {len(predicted)} predictions")
     stop = torch.full(predicted.shape[1:], max_steps, dtype=torch.long, device=predicted.device)
     for t in range(max_steps - 1, 0, -1):  # from the last to the first: the first non-improving step wins
-        stop = torch.where(predicted[t] <= predicted[t - 1], t, stop)  # E36
+        stop = torch.where(predicted[t] <= predicted[t - 1], t, stop)  # O4
     return stop
 
 
