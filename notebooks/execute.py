@@ -1,6 +1,6 @@
 """Run every notebook top to bottom and save it with its outputs, so that GitHub shows the figures.
 
-    python notebooks/execute.py                      # all notebooks (9 minutes on 2 CPU cores)
+    python notebooks/execute.py                      # all notebooks (about 5 minutes on 2 CPU cores)
     python notebooks/execute.py 02_style_transfer    # one or more, by name
 
 Each notebook runs in a fresh kernel from the notebooks/ folder. Its PNG figures are re-encoded

@@ -14,8 +14,8 @@ NOTEBOOKS = sorted(f for f in os.listdir(FOLDER) if f.endswith(".ipynb"))
 
 
 def test_there_are_notebooks():
-    assert {"01_core_equations.ipynb", "02_style_transfer.ipynb", "03_inpainting.ipynb",
-            "04_photo_translation.ipynb", "05_digit_transform.ipynb",
+    assert {"00_one_step_by_hand.ipynb", "01_core_equations.ipynb", "02_style_transfer.ipynb",
+            "03_inpainting.ipynb", "04_photo_translation.ipynb", "05_digit_transform.ipynb",
             "06_video_style_transfer.ipynb", "07_registration.ipynb",
             "08_adaptive_stopping.ipynb"} <= set(NOTEBOOKS)
 
