@@ -47,6 +47,7 @@ class Args:
     save_every: int = arg(50, "episodes between checkpoints", group="run")
     save_buffer: bool = arg(False, "also save the replay buffer in checkpoints, so that --resume continues bitwise as "
                                    "if never stopped (large at paper scale)", group="run")
+    overwrite: bool = arg(False, "start over in a run folder that holds a run (its files are replaced)", group="run")
     # Algorithm 1 and SAC (every task)
     total_steps: int = arg(2000, "environment steps (each steps all --num-envs episodes)", flag=True)
     num_envs: int = arg(8, "episodes run at once as one batch (authors: 1)", flag=True)

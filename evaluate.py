@@ -289,7 +289,8 @@ def stylise_photo(task: dict, photo: torch.Tensor, name: str, steps: list[int], 
     for k in [0, *steps]:
         m = env.metrics(states[k], states[0])
         table.append({"step": k, "content loss": m["content_loss"].item(), "style loss": m["style_loss"].item(),
-                      "SSIM to content": ssim_to(denormalize(states[k]), photo).item()})
+                      "SSIM to content": ssim_to(denormalize(states[k]), photo).item(),
+                      **{f"style {name}": m[f"style_{name}"].item() for name in STYLE_LAYERS}})  # the CSV only
     for k in steps:
         image = (denormalize(states[k])[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
         files.append(f"{stem}_step{k}.png")
@@ -352,13 +353,14 @@ def main(argv: list[str] | None = None) -> None:
         device = resolve_device(opts.device)
         task = build(args, device)
         evaluation.load_weights(task, state, opts, args.image_size)
-        out = opts.out or (os.path.dirname(opts.checkpoint) if opts.checkpoint else "eval")
+        out = opts.out or (os.path.join(os.path.dirname(opts.checkpoint), "evaluate") if opts.checkpoint else "eval")
         os.makedirs(out, exist_ok=True)
         steps = sorted(set(opts.steps))
         if opts.image:
             table, files = stylise_photo(task, photo, opts.image, steps, photo_size, out)
             print(f"{opts.image}: short side {photo_size}, plan mean")
-            print_table(table)
+            files.append(os.path.join(out, os.path.splitext(os.path.basename(opts.image))[0] + "_steps.csv"))
+            print_table(table, files[-1])
             print(f"wrote {', '.join(files)}")
             return
         if clip is not None:
@@ -381,8 +383,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {e}")
     source = f"VGG-16 weights: {task['vgg'].source}; " if "vgg" in task else ""
     print(f"{source}{what} at {args.image_size}x{args.image_size}, plan mean")
-    print_table(table)
-    print(f"grid: {grid}")
+    print_table(table, os.path.join(out, "eval.csv"))  # the whole table, layer by layer for style
+    print(f"grid: {grid}; the table: {os.path.join(out, 'eval.csv')}")
 
 
 if __name__ == "__main__":

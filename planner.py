@@ -93,7 +93,8 @@ class ResidualBlock(nn.Module):
 class MapPlanner(nn.Module):
     """The paper's style-transfer planner: three convs and a residual block.
 
-    state (B, 3, H, W) -> plan distribution over (B, 1, H/4, W/4) and features [f1, f2, f3].
+    state (B, C, H, W), C = 3 (style) or 2 (digits, register) -> plan distribution over (B, 1, H/4, W/4) and
+    features [f1, f2, f3].
     The plan head has no parameters: the 64 output channels split into a mean block and a
     log-variance block (32 each), reduced across channels to one plan map.
     """

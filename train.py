@@ -255,7 +255,7 @@ def train(args: Args, world: World = World()) -> tuple[str, dict]:
                     break
             episode += 1
             books.end_episode(episode, stats, episode_return)            # bookkeeping: log, NaN check, checkpoint
-    books.finish()                                                       # bookkeeping: the last checkpoint
+        books.finish()                                                   # bookkeeping: the last checkpoint
     return books.run, task
 
 
@@ -268,8 +268,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.resume:
             args = merge_resumed_args(args, given, world)  # the saved run's settings, with explicit flags on top
         run, task = train(args, world)
+        distributed.close(wait=True)  # torchrun: every rank done with its collectives, the group closed together
         if world.rank == 0:
-            final_report(run, args, task)
+            final_report(run, args, task)  # no collective in it
     except (DataError, VGGError, CheckpointError, BufferTooLarge, NonFiniteLoss) as e:
         sys.exit(f"error: {e}" if world.rank == 0 else 1)
     finally:

@@ -6,17 +6,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import os
+import re
 
 import torch
 
+from buffer import GiB, available_memory
 from config import Args, resolve_device
-from tasks import PRESETS
+from tasks import PRESETS, STATE_CHANNELS
 
 GROUPS = {"run": "the run", "algorithm": "Algorithm 1 and SAC (every task)", "data": "data and weights"}
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is reported in one line (no usage block): see --help for that."""
+    """argparse, but a bad flag is reported in one line (no usage block): see --help for that; and a negative
+    number in exponent notation (--lr -1e-3) is a value, not a flag."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
     def error(self, message: str) -> None:
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -112,12 +121,51 @@ def parse_args(argv: list[str] | None = None) -> tuple[Args, dict]:
     return args, given
 
 
+SEED_MAX = 2 ** 32 - 1  # NumPy's seeds
+MAX_TEST_STEPS = 1000   # the final evaluation keeps the images of every step
+RUN_FILES = ("checkpoint.pt", "progress.csv", "config.json")  # a folder holding one of these holds a run
+# Each rule: (fields, test, what the value must be). Every float must be finite besides (target_entropy: nan
+# is its default, -dim(plan)).
+RULES = [
+    (("total_steps", "num_envs", "max_episode_steps", "test_steps", "buffer_size", "batch_size", "update_every",
+      "planner_every", "save_every", "plan_dim", "width"), lambda v: v >= 1, "at least 1"),
+    (("learning_starts",), lambda v: v >= 0, "at least 0"),
+    (("seed",), lambda v: 0 <= v <= SEED_MAX, f"from 0 to {SEED_MAX}"),
+    (("lr", "critic_lr", "alpha_lr", "head_lr", "disc_lr", "reward_scale", "max_step"), lambda v: v > 0, "positive"),
+    (("beta1", "beta2"), lambda v: 0 <= v < 1, "in [0, 1)"),
+    (("gamma", "gan_warmup", "success_dice"), lambda v: 0 <= v <= 1, "in [0, 1]"),
+    (("tau",), lambda v: 0 < v <= 1, "in (0, 1]"),
+    (("kl_weight", "style_weight", "tv_weight", "temporal_weight", "rec_weight", "adv_weight", "tv2_weight",
+      "smooth_weight", "step_size"), lambda v: v >= 0, "at least 0"),
+    (("kmeans",), lambda v: 2 <= v <= 16, "from 2 to 16"),
+    (("test_steps",), lambda v: v <= MAX_TEST_STEPS, f"at most {MAX_TEST_STEPS} (the final evaluation keeps every step)"),
+]
+
+
+def shown(args: Args, name: str) -> str:
+    """A setting as the user gave it: `--lr 0.001` or `--set gamma=0.9`."""
+    f = next(f for f in dataclasses.fields(Args) if f.name == name)
+    return f"{flag_name(name)} {getattr(args, name)}" if f.metadata["flag"] else f"--set {name}={getattr(args, name)}"
+
+
+def feature_bytes(side: int) -> int:
+    """Bytes of VGG-16's float32 activations up to relu4_3 for one side x side image (forward only)."""
+    return side * side * 4 * (64 * 4 + 128 * 4 // 4 + 256 * 6 // 16 + 512 * 6 // 64)
+
+
 def check(args: Args, given: dict, error) -> None:
-    """The checks of a run's settings; `error(message)` reports one in one line (and exits)."""
-    for name in ("total_steps", "num_envs", "max_episode_steps", "test_steps", "buffer_size", "batch_size",
-                 "update_every", "planner_every", "image_size", "save_every"):
-        if getattr(args, name) < 1:
-            error(f"{flag_name(name)} must be at least 1")
+    """The checks of a run's settings, before anything is built; `error(message)` reports one in one line."""
+    for f in dataclasses.fields(Args):  # a setting of another task would be silently ignored
+        if f.name in given and f.metadata["tasks"] and args.task not in f.metadata["tasks"]:
+            name = flag_name(f.name) if f.metadata["flag"] else f"--set {f.name}"
+            error(f"{name} is for --task {' or '.join(f.metadata['tasks'])}, not --task {args.task}")
+        value = getattr(args, f.name)
+        if isinstance(value, float) and not math.isfinite(value) and not (f.name == "target_entropy" and value != value):
+            error(f"{shown(args, f.name)}: must be a finite number")
+    for names, test, what in RULES:
+        for name in names:
+            if not test(getattr(args, name)):
+                error(f"{shown(args, name)}: must be {what}")
     for name in ("learning_starts", "num_envs"):  # a larger warm-up would never end; more environments
         if getattr(args, name) > args.buffer_size:  # than slots would write one slot twice in one add
             error(f"{flag_name(name)} {getattr(args, name)} is larger than --buffer-size {args.buffer_size}")
@@ -125,26 +173,52 @@ def check(args: Args, given: dict, error) -> None:
         error(f"--image-size {args.image_size}: must be at least 16")
     if args.task in ("style", "video", "register") and args.image_size % 4:
         error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
-    if args.step_size < 0 or (args.step_size > 0 and args.transition != "residual"):
-        error(f"--step-size {args.step_size}: must not be negative, and bounds only --transition residual")
+    if args.step_size > 0 and args.transition != "residual":
+        error(f"--step-size {args.step_size}: bounds only --transition residual")
     if args.style_size and args.style_size < 16:
         error(f"--set style_size={args.style_size}: must be at least 16 (or 0: the image size)")
     if args.task == "register" and args.pair_mode not in ("atlas", "subject"):
         error(f"--pair-mode {args.pair_mode}: --task register pairs are atlas or subject")
     if args.task == "digits" and args.pair_mode not in ("cross", "same", "affine"):
         error(f"--pair-mode {args.pair_mode}: --task digits pairs are cross, same or affine")
-    if args.kmeans < 2 or args.max_step <= 0:
-        error("--set kmeans must be at least 2 and --max-step positive")
     if args.task == "digits" and args.image_size != 28:
         error(f"--image-size {args.image_size}: --task digits works on MNIST's 28 x 28 digits")
     if args.task in ("inpaint", "photo") and args.image_size & (args.image_size - 1):
         error(f"--image-size {args.image_size}: must be a power of two for --task {args.task} (32, 64, 128, ...)")
-    if args.temporal_weight < 0:
-        error(f"--temporal-weight {args.temporal_weight}: must not be negative")
-    for f in dataclasses.fields(Args):  # a setting of another task would be silently ignored
-        if f.name in given and f.metadata["tasks"] and args.task not in f.metadata["tasks"]:
-            name = flag_name(f.name) if f.metadata["flag"] else f"--set {f.name}"
-            error(f"{name} is for --task {' or '.join(f.metadata['tasks'])}, not --task {args.task}")
+    check_sizes(args, error)
+    check_names(args, error)
+
+
+def check_sizes(args: Args, error) -> None:
+    """Sizes whose memory can be told before anything is built: the replay buffer stores at least two images
+    of the state's channels a transition (8 bits a value); VGG-16 holds the style image's features."""
+    free = available_memory(resolve_device(args.device))
+    if free is None:
+        return
+    need = args.buffer_size * 2 * STATE_CHANNELS[args.task] * args.image_size ** 2
+    if need > 0.9 * free:
+        error(f"--buffer-size {args.buffer_size:,} at --image-size {args.image_size}: the replay buffer alone needs at "
+              f"least {need / GiB:,.1f} GiB, and {free / GiB:.1f} GiB are free")
+    if args.task in ("style", "video"):
+        for name, side, n in (("style_size", args.style_size, 1), ("image_size", args.image_size, args.batch_size)):
+            if n * feature_bytes(side) > 0.9 * free:
+                error(f"{shown(args, name)}: VGG-16's features of {n} such image(s) need "
+                      f"{n * feature_bytes(side) / GiB:,.1f} GiB, and {free / GiB:.1f} GiB are free")
+
+
+def check_names(args: Args, error) -> None:
+    """--name is one path component; --run-dir a folder (or none yet); a folder that holds a run is not
+    overwritten unless asked (--resume continues it)."""
+    if args.name and (args.name in (".", "..") or os.path.basename(args.name) != args.name
+                      or (os.altsep and os.altsep in args.name)):
+        error(f"--name {args.name}: must be a folder name, not a path (the run goes in --run-dir)")
+    if os.path.exists(args.run_dir) and not os.path.isdir(args.run_dir):
+        error(f"--run-dir {args.run_dir} is a file, not a folder")
+    run = os.path.join(args.run_dir, args.name or f"{args.task}-seed{args.seed}")
+    if not args.resume and not args.overwrite and int(os.environ.get("RANK", "0")) == 0 \
+            and any(os.path.exists(os.path.join(run, f)) for f in RUN_FILES):
+        error(f"{run} holds a run: continue it with --resume {run}, start another with --name NEW, or replace it "
+              "with --set overwrite=true")
 
 
 def parse_evaluate_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, float]:
@@ -176,7 +250,8 @@ def parse_evaluate_args(argv: list[str] | None = None) -> tuple[argparse.Namespa
                              "style loss is below X); prints the table against the best fixed k and the oracle")
     parser.add_argument("--max-steps", type=int, default=0, help="--stop: the most steps an image may take [the run's --test-steps]")
     parser.add_argument("--num-images", type=int, default=0, help="held-out images [style: 4, others: all]")
-    parser.add_argument("--out", default="", help="output folder [the checkpoint's folder, or eval/]")
+    parser.add_argument("--out", default="", help="output folder [evaluate/ in the checkpoint's folder, apart from the "
+                                                  "report train.py wrote; eval/ for released weights]")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--image-size", type=int, default=0,
                         help="override the image size (with --image: the photo's short side) [the training size; "

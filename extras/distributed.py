@@ -60,8 +60,13 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def close() -> None:
+def close(wait: bool = False) -> None:
+    """The process group closed, once per process. With `wait` every rank meets at a barrier first, at a point
+    where no rank communicates any more, so that no rank tears down a group a peer still uses; after an error
+    (`wait` False) nothing waits for ranks that may never come."""
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -17,7 +17,7 @@ from data import DataError
 from vgg import denormalize
 from evaluate import (evaluate_register, held_out, kmeans_label_dice, print_table, rollout, save_grid,
                       true_label_dice, write_csv)
-from extras.runlog import read_checkpoint
+from extras.runlog import read_checkpoint, saved_args
 from extras.video import save_gif
 from losses import psnr, warping_error
 
@@ -228,7 +228,7 @@ def run_settings(opts) -> tuple[dict | None, Args]:
         if not os.path.isfile(opts.checkpoint):
             raise DataError(f"--checkpoint {opts.checkpoint}: no such file")
         state = read_checkpoint(opts.checkpoint)
-        args = Args(**state["args"])
+        args = Args(**saved_args(state, opts.checkpoint, to_resume=False))
         if opts.task not in (None, args.task):
             raise DataError(f"--task {opts.task}: the checkpoint was trained for --task {args.task}")
         if opts.image and args.task != "style":
@@ -297,7 +297,7 @@ def with_baseline(task: dict, state: dict, args: Args, baseline: str, images: to
     if not os.path.isfile(path):
         raise DataError(f"--baseline {baseline}: no checkpoint.pt")
     base = read_checkpoint(path)
-    if base["args"]["task"] != args.task:
+    if saved_args(base, path, to_resume=False)["task"] != args.task:
         raise DataError(f"--baseline {baseline} was trained for --task {base['args']['task']}, not {args.task}")
     load_networks(task, base, path, args.image_size)
     label = lambda a: f"{'RL-I2IT' if a['rl'] == 'on' else 'one-step'} ({a['name'] or a['task']})"  # noqa: E731

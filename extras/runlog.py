@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -62,9 +63,9 @@ class ProgressLog:
         if resume_step is not None and os.path.isfile(path):
             with open(path, newline="") as f:
                 rows = [r for r in csv.reader(f)][1:]
-            step = self.COLUMNS.index("step")
-            rows = [r for r in rows if r and int(r[step]) <= resume_step]
-        with open(path, "w", newline="") as f:
+            step = self.COLUMNS.index("step")  # a row torn by a crash (short, or no step number) is dropped
+            rows = [r for r in rows if len(r) == len(self.COLUMNS) and r[step].isdigit() and int(r[step]) <= resume_step]
+        with atomic_file(path, "w", newline="") as f:
             csv.writer(f).writerows([self.COLUMNS, *rows])
 
     def write(self, row: dict) -> None:
@@ -102,28 +103,64 @@ def save_checkpoint(path: str, args, modules: dict, log_alpha: torch.Tensor, ste
                  updates=updates, **ranks[0])
     if len(ranks) > 1:  # torchrun with K > 1
         state.update(world_size=len(ranks), other_ranks=ranks[1:], digests=digests)
-    tmp = path + ".tmp"
+    with atomic_file(path, "wb") as f:
+        torch.save(state, f)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str, mode: str, **kwargs):
+    """A file written under a temporary name of its own (two processes never share one), flushed to disk and
+    renamed onto `path`: a crash leaves the old file or the new one, never a mix; the temporary is removed."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=os.path.basename(path) + ".", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as open() would make it
     try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
             f.flush()
-            os.fsync(f.fileno())  # on disk before the rename, so a crash never leaves a half-written file
-        os.replace(tmp, path)     # atomic: `path` is the old checkpoint or the new one, never a mix
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+NETWORKS = ("planner", "actor", "planner_opt", "actor_opt")  # in every checkpoint; --rl on adds CRITICS
+CRITICS = ("critic", "critic_target", "critic_opt", "alpha_opt")
+COUNTERS = ("step", "episode", "updates", "log_alpha", "torch_rng")
+SHAPES = ("task", "rl", "image_size", "plan_dim", "width")  # settings that change the networks' shapes
+
+
 def read_checkpoint(path: str) -> dict:
     """The checkpoint's contents, every tensor on the CPU: random generator states must be CPU tensors
-    whatever the training device, and load_state_dict copies the rest to the modules' devices."""
+    whatever the training device, and load_state_dict copies the rest to the modules' devices. Read with
+    weights_only=True: a checkpoint holds tensors, numbers, strings and containers of them, nothing that runs
+    code; a file that holds anything else is refused. Its networks and settings are checked (`saved_args`)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated or not a checkpoint at all: pickle, zip and torch errors alike
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, crafted or not a checkpoint at all: pickle, zip and torch errors alike
         raise CheckpointError(f"{path}: cannot read it as a checkpoint ({type(e).__name__})") from None
-    if not isinstance(state, dict) or "args" not in state:
-        raise CheckpointError(f"{path}: not a train.py checkpoint")
+    if not isinstance(state, dict) or not isinstance(state.get("args"), dict):
+        raise CheckpointError(f"{path}: not a train.py checkpoint (no settings in it)")
     return state
+
+
+def saved_args(state: dict, path: str, to_resume: bool = True) -> dict:
+    """The settings a checkpoint was trained with, refused in one line when this code does not know them or
+    the checkpoint lacks what resuming it (`to_resume`: every network, optimiser and counter) or evaluating it
+    (planner and actor) needs."""
+    needs = NETWORKS + COUNTERS + (CRITICS if state["args"].get("rl", "on") == "on" else ()) if to_resume else \
+        ("planner", "actor")
+    missing = [k for k in needs if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a whole train.py checkpoint: no {', '.join(missing)} in it")
+    known = {f.name for f in dataclasses.fields(Args)}
+    unknown = sorted(set(state["args"]) - known)
+    if unknown:
+        raise CheckpointError(f"{path}: written by another version of the code (settings it does not know: "
+                              f"{', '.join(unknown[:5])})")
+    return state["args"]
 
 
 def fits(module: torch.nn.Module, stored: dict) -> bool:
@@ -153,7 +190,11 @@ def load_checkpoint(path: str, modules: dict, log_alpha: torch.Tensor, generator
                       if "reward_head" not in state else
                       f"{path}: its reward head is the older r-hat(s_t, p_t); the reward head r-hat(s) starts untrained")
             continue
-        module.load_state_dict(state[k])  # optimiser states are moved to their parameters' device
+        try:
+            module.load_state_dict(state[k])  # optimiser states are moved to their parameters' device
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path}: its {k} does not fit this run's ({type(e).__name__}); resume with the "
+                                  "settings it was trained with") from None
     with torch.no_grad():
         log_alpha.copy_(state["log_alpha"])
     for name, generator in generators.items():
@@ -210,13 +251,27 @@ def print_config(args, run: str, device: torch.device, task: dict, world_size: i
 
 
 def merge_resumed_args(args: Args, given: dict, world) -> Args:
-    """--resume: the saved run's settings, with the flags given on top."""
-    state = read_checkpoint(resume_path(args.resume))
+    """--resume: the saved run's settings, with the flags given on top, checked as a new run's are; a flag that
+    would change the networks' shapes is refused. Everything in one line, before anything is built."""
+    from extras.cli import check  # the settings' checks (it imports config, as this file does)
+
+    path = resume_path(args.resume)
+    state = read_checkpoint(path)
+    saved = saved_args(state, path)
     if world_size_of(state) != world.size:
         raise CheckpointError(f"{args.resume}: written by {world_size_of(state)} process(es), resumed with "
                               f"{world.size}; resume with the same number (torchrun --nproc_per_node="
                               f"{world_size_of(state)}, or plain python for 1)")
-    return Args(**{**state["args"], **given})
+    for name in SHAPES:
+        if name in given and given[name] != saved.get(name):
+            raise CheckpointError(f"{path}: --{name.replace('_', '-')} {given[name]} would change the networks "
+                                  f"the run was trained with ({saved.get(name)}); resume without it")
+    merged = Args(**{**saved, **given})
+
+    def error(message: str) -> None:
+        raise CheckpointError(f"--resume {args.resume}: {message}")
+    check(merged, given, error)
+    return merged
 
 
 class Bookkeeper:
@@ -231,7 +286,7 @@ class Bookkeeper:
         self.args, self.world, self.modules, self.log_alpha = args, world, modules, log_alpha
         self.generators, self.buffer, self.device = generators, buffer, device
         resume = args.resume
-        self.run = resume if os.path.isdir(resume) else os.path.dirname(resume) if resume else \
+        self.run = resume if os.path.isdir(resume) else (os.path.dirname(resume) or ".") if resume else \
             os.path.join(args.run_dir, args.name or f"{args.task}-seed{args.seed}")
         if world.rank == 0:
             os.makedirs(self.run, exist_ok=True)
@@ -274,6 +329,14 @@ class Bookkeeper:
             self.checkpoint()
 
     def checkpoint(self) -> None:
+        """Every network and optimiser, checked finite first: a non-finite weight stops the run like a non-finite
+        loss, and the checkpoint before it stays."""
+        for name, module in self.modules.items():
+            tensors = module.parameters() if isinstance(module, torch.nn.Module) else \
+                (t for state in module.state_dict()["state"].values() for t in state.values() if torch.is_tensor(t))
+            if not all(torch.isfinite(t).all() for t in tensors):
+                raise NonFiniteLoss(f"a value of the {name.replace('_opt', ' optimiser')} is not finite at step "
+                                    f"{self.step}")
         ranks = distributed.gather(rank_state(self.generators, self.device,
                                               self.buffer if self.args.save_buffer else None))
         digests = distributed.same_networks(self.modules, self.log_alpha, self.step)  # every rank's, checked equal

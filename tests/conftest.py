@@ -16,8 +16,10 @@ TINY = ["--task", "style", "--set", "vgg=random", "save_every=1", "--image-size"
 
 
 def run_script(script: str, *argv: str, cwd: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *argv], capture_output=True, text=True,
-                          cwd=cwd or ROOT, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """A script of the repository (train.py) or a module (extras.benchmark), as a user runs it."""
+    command = [os.path.join(ROOT, script)] if script.endswith(".py") else ["-m", script]
+    return subprocess.run([sys.executable, *command, *argv], capture_output=True, text=True, cwd=cwd or ROOT,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT})
 
 
 def one_line_error(result: subprocess.CompletedProcess, text: str) -> None:

@@ -194,4 +194,4 @@ def test_train_and_evaluate_digits(tmp_path):
     table = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
     steps = [row for row in table if len(row) == len(table[-1])]
     assert [row[0] for row in steps[-3:]] == ["0", "1", "2"]
-    assert (tmp_path / "digits-seed1" / "eval_grid.png").is_file()
+    assert (tmp_path / "digits-seed1" / "evaluate" / "eval_grid.png").is_file()

@@ -1,6 +1,8 @@
-"""torchrun with two gloo processes on the CPU (issue 27; distributed.py, docs/distributed.md): the ranks hold
+"""torchrun with two gloo processes on the CPU (extras/distributed.py, docs/distributed.md): the ranks hold
 bitwise the same networks, two half batches make the update of one whole batch, only rank 0 writes files, a
-killed run resumes as if never stopped, and a dead rank ends the run. Every launch has a time limit."""
+killed run resumes as if never stopped, a dead rank ends the run, and a slow final report on rank 0 leaves
+rank 1 to close cleanly. Every launch has a time limit."""
+import json
 import os
 import signal
 import subprocess
@@ -23,9 +25,10 @@ PARAMETER_TOLERANCE = 2.5e-4  # absolute, after one Adam step of lr 2e-3 (measur
 NETWORKS = ("planner", "actor", "critic", "critic_target", "reward_head", "discriminator")
 
 
-def torchrun(*argv: str, script: str = "train.py", timeout: int = 300) -> subprocess.CompletedProcess:
+def torchrun(*argv: str, script: str = "train.py", timeout: int = 300, env: dict | None = None
+             ) -> subprocess.CompletedProcess:
     return subprocess.run([*TORCHRUN, os.path.join(ROOT, script), *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout, env=ENV)
+                          timeout=timeout, env={**ENV, **(env or {})})
 
 
 def networks_digest(state: dict) -> str:
@@ -47,11 +50,23 @@ def test_two_ranks_train_one_agent_and_rank_0_alone_writes(tmp_path, name, tiny)
     assert sorted(os.listdir(tmp_path / name)) == sorted(["checkpoint.pt", "config.json", "curves.png", "eval.csv",
                                                           "grid.png", "progress.csv", "split.json", *extra])
     assert result.stdout.count("torchrun: 2 processes") == 1 and result.stdout.count("held-out evaluation") == 1
+    assert json.load(open(tmp_path / name / "config.json"))["world_size"] == 2
+
+
+def test_a_slow_final_report_on_rank_0_leaves_rank_1_to_close_cleanly(tmp_path):
+    """Every rank meets at a barrier after training and closes the process group with the others; rank 0 then
+    writes the report, which makes no collective. Rank 1 neither aborts at its exit nor times out."""
+    start = time.time()
+    result = torchrun(*TINY_DIGITS, "--run-dir", str(tmp_path), "--name", "slow", "--no-progress",
+                      script=os.path.join("tests", "slow_report.py"), env={"SLOW_REPORT_SECONDS": "20"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert time.time() - start > 20 and "terminate called" not in result.stderr
+    assert "held-out evaluation" in result.stdout and (tmp_path / "slow" / "eval.csv").is_file()
 
 
 def test_two_half_batches_make_the_update_of_the_whole_batch(tmp_path):
     """torchrl's check: one update (critics, temperature, planner, actor, reward head) on a fixed batch of 8 with
-    fixed noise, two ranks with 4 each against one process with 8. Measured on 2026-12-01: the averaged gradients
+    fixed noise, two ranks with 4 each against one process with 8. Measured on a 2-core CPU: the averaged gradients
     of every optimiser step within 1.5e-6 of that step's largest gradient (float rounding of the sums); the
     parameters within 1.2e-4: Adam's first step moves each parameter by about lr (2e-3) times the sign of its
     gradient, and the biases before an instance normalisation have a true gradient of 0, so rounding picks it."""

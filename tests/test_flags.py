@@ -30,7 +30,7 @@ BAD = [  # (arguments, text the one line must hold)
     (["--style-weight", "-1"], "--style-weight"),
     (["--step-size", "nan"], "--step-size"),
     (["--set", "style_size=100000"], "style_size=100000"),
-    (["--image-size", "100000"], "--image-size 100000"),
+    (["--image-size", "100000"], "at --image-size 100000: the replay buffer alone needs"),
     (["--test-steps", "1000000"], "--test-steps 1000000"),
     (["--name", "../../escape"], "--name ../../escape"),
     (["--name", "a/b"], "--name a/b"),
@@ -67,6 +67,7 @@ def test_a_bad_value_is_refused_in_one_line(capsys, argv, text):
 
 @pytest.mark.parametrize("argv, text", BAD[:6] + BAD[20:25], ids=[" ".join(a) for a, _ in BAD[:6] + BAD[20:25]])
 def test_a_bad_value_stops_before_the_task_is_built(monkeypatch, capsys, argv, text):
+    """train.main with the task's building replaced by a failure: the bad value ends the run first."""
     def build(*_):
         raise AssertionError("the task was built")
     monkeypatch.setattr(train, "build", build)

@@ -173,7 +173,7 @@ def test_size_table_counts_match_the_networks():
 
 
 def test_benchmark_sizes_prints_the_table():
-    result = run_script("benchmark.py", "sizes")
+    result = run_script("extras.benchmark", "sizes")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| pix2pix U-Net generator (8 downs) | 256 x 256 | 54,413,955 |" in result.stdout
     photo = [line for line in result.stdout.splitlines() if line.startswith("| RL-I2IT photo translation | 128")]
@@ -199,7 +199,7 @@ def test_train_and_evaluate_photo(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     table = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [row[0] for row in table] == ["0", "1", "2"] and len(table[0]) == 4  # step, PSNR, SSIM, L1
-    grid = Image.open(runs / "photo-seed1" / "eval_grid.png")
+    grid = Image.open(runs / "photo-seed1" / "evaluate" / "eval_grid.png")
     assert grid.size[0] > 4 * 128  # source | step 1 | step 2 | target, shown at 128
     result = run_script("evaluate.py", "--compare", str(runs / "photo-seed1"), str(runs / "folder"))
     assert result.returncode == 0, result.stderr[-2000:]

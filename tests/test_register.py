@@ -140,8 +140,8 @@ def write_subject(folder, image=None, labels=None, shape=(20, 24)):
 
 
 def test_held_out_pairs_use_every_subject_once():
-    """Issue 26: the held-out list was drawn with replacement (40 pairs, 29 subjects). Now every held-out
-    subject is the moving image exactly once; with --pair-mode subject each is also the fixed image once."""
+    """Drawn with replacement, 40 held-out pairs covered only 29 subjects; every held-out subject is the
+    moving image exactly once; with --pair-mode subject each is also the fixed image once."""
     atlas = RegistrationPairs(None, "test", 32, classes=3, subjects=40)       # 10 held-out subjects
     pairs = atlas.fixed(10)
     subject_images = atlas.subjects[0]
@@ -227,7 +227,7 @@ def test_train_and_evaluate_register(tmp_path):
     assert [(r[0], r[2]) for r in rows] == [("RL-I2IT", s) for s in "012"] + [("one-step", s) for s in "012"]
     identity = [float(r[3]) for r in rows if r[2] == "0"]
     assert identity[0] == identity[1]                                   # the same pairs for both models
-    assert "EPE" in result.stdout and (tmp_path / "register-seed1" / "eval_grid_baseline.png").is_file()
+    assert "EPE" in result.stdout and (tmp_path / "register-seed1" / "evaluate" / "eval_grid_baseline.png").is_file()
     for i in (1, 2):
         write_subject(tmp_path / "oasis" / f"s{i}")
     result = run_script("evaluate.py", "--checkpoint", str(tmp_path / "register-seed1"), "--steps", "1",
@@ -241,8 +241,8 @@ def test_train_and_evaluate_register(tmp_path):
     (["--task", "register", "--pair-mode", "cross"], "--task register pairs are atlas or subject"),
     (["--task", "digits", "--pair-mode", "atlas"], "--task digits pairs are cross, same or affine"),
     (["--task", "register", "--image-size", "30"], "multiple of 4"),
-    (["--task", "register", "--set", "kmeans=1"], "--kmeans must be at least 2"),
-    (["--task", "style", "--set", "kmeans=3"], "--kmeans is for --task register"),
+    (["--task", "register", "--set", "kmeans=1"], "--set kmeans=1: must be from 2 to 16"),
+    (["--task", "style", "--set", "kmeans=3"], "--set kmeans is for --task register"),
     (["--task", "register", "--data-root", "/nowhere"], "/nowhere: no such folder"),
 ])
 def test_bad_register_flags(argv, text):

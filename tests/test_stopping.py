@@ -12,6 +12,7 @@ from conftest import TINY as TINY_STYLE
 from conftest import one_line_error, run_script
 from critic import RewardHead
 from losses import reward_head_loss
+from extras import stopping
 from extras.stopping import adaptive_stop, agreement, stopping_table, threshold_stop
 from test_digits import TINY as TINY_DIGITS
 from test_register import TINY as TINY_REGISTER
@@ -142,12 +143,12 @@ def test_the_reward_head_learns_from_its_own_loss_only():
 
 
 def test_the_reward_head_learns_the_score_of_the_state_reached():
-    """O3 as train.update_reward_head runs it: r-hat(s_t+1) regressed on r_t, the state the stored step reached
+    """O3 as extras.stopping.update_reward_head runs it: r-hat(s_t+1) regressed on r_t, the state the stored step reached
     (not s_t, which a step has not yet changed, and no plan): one SGD step equals one by hand."""
     torch.manual_seed(0)
     head = RewardHead(6, SIZE)
     twin, b = copy.deepcopy(head), batch()
-    train.update_reward_head(b, {"reward_head": head, "reward_head_opt": torch.optim.SGD(head.parameters(), 0.1)},
+    stopping.update_reward_head(b, {"reward_head": head, "reward_head_opt": torch.optim.SGD(head.parameters(), 0.1)},
                              contextlib.nullcontext)
     reward_head_loss(twin(b["next_state"]), b["reward"]).backward()
     for p, q in zip(head.parameters(), twin.parameters()):
@@ -155,7 +156,7 @@ def test_the_reward_head_learns_the_score_of_the_state_reached():
 
 
 def stops(folder):
-    with open(folder / "stop_per_image.csv", newline="") as f:
+    with open(folder / "evaluate" / "stop_per_image.csv", newline="") as f:
         return [int(r["stop"]) for r in csv.DictReader(f)]
 
 
@@ -169,7 +170,7 @@ def test_stop_adaptive_end_to_end(tmp_path, name, tiny):
     for row in ("adaptive (reward head, O4)", "best fixed k =", "oracle (each image's best k)", "always k = 3"):
         assert row in result.stdout, row
     assert len(stops(tmp_path / name)) == 12 and set(stops(tmp_path / name)) <= {1, 2, 3}
-    assert (tmp_path / name / "stop_hist.png").is_file() and (tmp_path / name / "stop_eval.csv").is_file()
+    assert (tmp_path / name / "evaluate" / "stop_hist.png").is_file() and (tmp_path / name / "evaluate" / "stop_eval.csv").is_file()
     # registration's head learns the k-means Dice of its reward, so its agreement with that is reported too
     assert ("of the reward's k-means Dice, which it learns" in result.stdout) == (name == "register")
 
@@ -192,7 +193,7 @@ def test_stop_style_loss_end_to_end_and_bad_flags(tmp_path):
                        (["--stop", "adaptive", "--image", "x.png"], "--stop works on the held-out images")):
         one_line_error(run_script("evaluate.py", "--checkpoint", str(run), *argv), text)
     # another --image-size: the reward head (whose layers depend on the size) no longer fits; only --stop
-    # adaptive needs it (issue 26: every such evaluation used to stop with "its networks do not fit")
+    # adaptive needs it (no other evaluation stops with "its networks do not fit")
     result = run_script("evaluate.py", "--checkpoint", str(run), "--image-size", "64", "--steps", "1")
     assert result.returncode == 0 and "at 64x64" in result.stdout, result.stderr[-2000:]
     one_line_error(run_script("evaluate.py", "--checkpoint", str(run), "--image-size", "64", "--stop", "adaptive"),
@@ -214,7 +215,7 @@ def test_stop_style_loss_is_for_style_tasks(tmp_path):
 
 
 def test_a_checkpoint_with_the_older_reward_head_resumes_with_a_fresh_one(tmp_path, capsys):
-    """Checkpoints written before issue 26 hold r-hat(s_t, p_t), of other shapes: --resume starts the state's head
+    """Checkpoints of an older version hold r-hat(s_t, p_t), of other shapes: --resume starts the state's head
     afresh with a message instead of failing, and keeps everything else."""
     from extras import runlog
     from train import Args

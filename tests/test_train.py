@@ -34,7 +34,9 @@ def test_train_then_evaluate(tmp_path, tiny):
     table = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [row[0] for row in table] == ["0", "1", "2"]
     assert float(table[0][3]) == 1.0  # step 0 is the content itself: SSIM 1
-    grid = Image.open(run / "eval_grid.png")
+    grid = Image.open(run / "evaluate" / "eval_grid.png")  # apart from the final report's grid.png
+    with open(run / "evaluate" / "eval.csv") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["0", "1", "2"]
     assert grid.width > 4 * 32  # content | step 1 | step 2 | style
 
 
@@ -48,7 +50,10 @@ def test_stylise_one_photo(tmp_path, tiny):
     result = run_script("evaluate.py", "--checkpoint", str(tmp_path / "a"), "--image", str(photo),
                         "--steps", "2", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert sorted(os.listdir(out)) == ["me_step1.png", "me_step2.png", "me_steps.png"]
+    assert sorted(os.listdir(out)) == ["me_step1.png", "me_step2.png", "me_steps.csv", "me_steps.png"]
+    with open(out / "me_steps.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows] == ["0", "1", "2"] and all(r["style relu3_3"] for r in rows)  # layer by layer
     for k in (1, 2):
         step = Image.open(out / f"me_step{k}.png")
         assert step.size == (40, 32) and step.mode == "RGB"

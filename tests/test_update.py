@@ -1,5 +1,5 @@
 """One update of Algorithm 1 (A1.11, A1.12) on tiny networks and a hand-built batch, the storing of
-transitions (A1.8, A1.13) in a real training loop, and inference with the plan mean."""
+transitions (A1.8, A1.15) in a real training loop, and inference with the plan mean."""
 import functools
 
 import torch
