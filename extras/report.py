@@ -40,11 +40,31 @@ def plot_curves(csv_path: str, png_path: str) -> None:
     fig.savefig(png_path, dpi=80)
 
 
+def report_steps(test_steps: int) -> list[int]:
+    """The steps k the report shows: all up to 10, else 1, every fifth and the last."""
+    return list(range(1, test_steps + 1)) if test_steps <= 10 else sorted({1, *range(5, test_steps + 1, 5), test_steps})
+
+
+def curve_point(run: str, args, task: dict, step: int, updates: int) -> None:
+    """--set eval_every=N: the final report's held-out evaluation after `updates` updates, its rows (one per step k,
+    layer by layer for style) appended to eval_curve.csv with the updates and environment steps so far; the
+    latest grid is curve_grid.png. Between episodes, with the plan mean: no draw from training's generators
+    (but photo translation's `--set init=noise`, whose y_0 comes from the environment's)."""
+    images = held_out(args.task, task["test_data"]).to(next(task["planner"].parameters()).device)
+    table = EVALUATE[args.task](task, images, report_steps(args.test_steps), os.path.join(run, "curve_grid.png"))
+    path = os.path.join(run, "eval_curve.csv")
+    new = not os.path.isfile(path)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, ["updates", "env_step", *table[0]])
+        if new:
+            writer.writeheader()
+        writer.writerows({"updates": updates, "env_step": step, **row} for row in table)
+
+
 def final_report(run: str, args, task: dict) -> None:
     """After training: evaluation grid and table on held-out images, curves, and where it all is."""
     images = held_out(args.task, task["test_data"]).to(next(task["planner"].parameters()).device)
-    steps = list(range(1, args.test_steps + 1)) if args.test_steps <= 10 else \
-        sorted({1, *range(5, args.test_steps + 1, 5), args.test_steps})
+    steps = report_steps(args.test_steps)
     table = EVALUATE[args.task](task, images, steps, os.path.join(run, "grid.png"))
     print(f"held-out evaluation, {images.shape[0]} images, plan mean:")
     print_table(table, os.path.join(run, "eval.csv"))
@@ -56,4 +76,6 @@ def final_report(run: str, args, task: dict) -> None:
         print(f"built-in clip, {len(frames)} frames, plan mean (temporal error: E32, on [0, 1] RGB):")
         print_table(table, os.path.join(run, "video_eval.csv"))
         written = "eval.csv, grid.png, curves.png, video_eval.csv, video_strip.png, video_step*.gif and video/"
+    if os.path.isfile(os.path.join(run, "eval_curve.csv")):
+        written += ", eval_curve.csv and curve_grid.png (--set eval_every)"
     print(f"done: {run}/ holds config.json, split.json, progress.csv, checkpoint.pt, {written}")

@@ -304,6 +304,14 @@ class Bookkeeper:
         self.start = time.time()
         self.update_steps: list[int] = []  # the step of each update of the running episode
         self.asked_to_stop: list[int] = []
+        self.task, self.evaluated = task, self.updates // args.eval_every if args.eval_every else 0
+        curve = os.path.join(self.run, "eval_curve.csv")
+        if resume and world.rank == 0 and os.path.isfile(curve):  # evaluations after the checkpoint run again
+            with open(curve, newline="") as f:
+                rows = list(csv.reader(f))
+            with atomic_file(curve, "w", newline="") as f:
+                csv.writer(f).writerows(rows[:1] + [r for r in rows[1:] if r and r[0].isdigit()
+                                                    and int(r[0]) <= self.updates])
 
     def tick(self, step: int, updates: int) -> None:
         """One environment step done (`updates` so far)."""
@@ -322,6 +330,12 @@ class Bookkeeper:
                **{k: torch.stack(v).mean().item() for k, v in stats.items()}}
         if self.log is not None:
             self.log.write(row)
+        if self.args.eval_every and self.updates // self.args.eval_every > self.evaluated:  # between episodes
+            self.evaluated = self.updates // self.args.eval_every
+            if self.world.rank == 0:  # no collective in it
+                from extras.report import curve_point  # the report's evaluation (it imports evaluate.py)
+
+                curve_point(self.run, self.args, self.task, self.step, self.updates)
         self.bar.set_postfix({k: f"{row[k]:.3g}" for k in ("return", "aux_loss", "alpha") if k in row})
         if self.world.size > 1 and distributed.any_rank(bool(self.asked_to_stop)):  # torchrun: every rank stops here
             raise KeyboardInterrupt

@@ -117,3 +117,19 @@ def test_grey_and_rgba_content_images_train(tmp_path, tiny):
     Image.fromarray(np.full((40, 40, 4), 200, np.uint8)).save(folder / "rgba.png")
     result = run_script("train.py", *tiny, "--content-dir", str(folder), "--run-dir", str(tmp_path), "--name", "g")
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_an_evaluation_every_n_updates_writes_the_curve_and_leaves_training_as_it_was(tmp_path, tiny):
+    """--set eval_every=2: the final report's held-out table after every second update, between episodes, in
+    eval_curve.csv (layer by layer); the training itself is bitwise the run without it."""
+    for name, extra in (("plain", []), ("curve", ["--set", "eval_every=2"])):
+        result = run_script("train.py", *tiny, *extra, "--run-dir", str(tmp_path), "--name", name, "--no-progress")
+        assert result.returncode == 0, result.stderr[-2000:]
+    with open(tmp_path / "curve" / "eval_curve.csv") as f:
+        rows = list(csv.DictReader(f))
+    updates = sorted({int(r["updates"]) for r in rows})
+    assert updates == [3, 6]  # the ends of the episodes that passed 2 and 4 (and 6) updates: 3 updates an episode
+    assert [r["step"] for r in rows[:3]] == ["0", "1", "2"] and rows[0]["style relu3_3"]
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert drop(read_progress(tmp_path / "plain")) == drop(read_progress(tmp_path / "curve"))
+    assert (tmp_path / "curve" / "curve_grid.png").is_file()
