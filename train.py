@@ -1,6 +1,6 @@
 """Train RL-I2IT: Algorithm 1 of the paper, for every task through one code path.
 
-    python train.py --task style                  # built-in data, CPU preset (about 5 minutes on 2 cores)
+    python train.py --task style                  # built-in data, CPU preset (5 to 8 minutes on 2 cores)
     python train.py --task inpaint --rl off       # the one-step ablation: J_Aux only, same networks
     python train.py --task photo --data-root facades/ --direction BtoA --device cuda
     torchrun --standalone --nproc_per_node=2 train.py --task digits       # one agent on 2 processes
@@ -96,6 +96,51 @@ def initialise(args: Args, task: dict, device: torch.device) -> tuple[dict, torc
     return modules, log_alpha, target_entropy
 
 
+def train(args: Args, world: World = World()) -> tuple[str, dict]:
+    device = resolve_device(args.device, world.local_rank if world.size > 1 else None)
+    seed_everything(args.seed, args.deterministic)                       # every rank: the same networks
+    task = build(args, device)
+    env = task["env"]
+    distributed.sync_batch_norm(task, device)                            # torchrun on CUDA: batch statistics of all ranks
+    modules, log_alpha, target_entropy = initialise(args, task, device)   # A1.1: networks and optimisers
+    seed = distributed.share_networks(modules, log_alpha, task, args, world.rank, seed_everything)  # torchrun
+    buffer = ReplayBuffer(args.buffer_size, env.buffer_columns(args.image_size, task["plan_shape"]), device)  # A1.1: D
+    print(buffer.estimate)                                               # checked before allocating: refuses what won't fit
+    data_rng = torch.Generator().manual_seed(seed)
+    sample_rng = torch.Generator(device=device).manual_seed(seed)
+    generators = dict(data_rng=data_rng, sample_rng=sample_rng, **task.get("generators", {}))  # in checkpoints
+    books = Bookkeeper(args, world, task, device, modules, log_alpha, generators, buffer)  # bookkeeping
+    step, episode, updates = books.step, books.episode, books.updates   # 0, or where a resumed run stopped
+    ready = False                                                        # every rank's D holds learning_starts
+
+    with books.guard():                                                  # bookkeeping: Ctrl-C, kill, NaN
+        while step < args.total_steps:                                   # A1.2: for each episode
+            state = env.reset(task["train_data"].sample(args.num_envs, data_rng).to(device))  # A1.3: s_0
+            episode_return = torch.zeros(args.num_envs, device=device)
+            running = torch.ones(args.num_envs, dtype=torch.bool, device=device)
+            stats: dict[str, list[torch.Tensor]] = {}
+            for t in range(args.max_episode_steps):                      # A1.4: for t = 0 .. T_max - 1
+                next_state, reward, done = collect(args, task, buffer, state, running)  # A1.5-A1.8
+                episode_return += reward * running
+                running &= done == 0
+                state, step = next_state, step + 1
+                ready = ready or every_rank(buffer.size >= args.learning_starts)
+                if ready and step % args.update_every == 0:             # A1.9
+                    updates += 1
+                    decay_learning_rate(args, modules, step)             # --set lr_decay=linear (ours); off: constant
+                    gan_on = step >= args.gan_warmup * args.total_steps  # adversarial term after the warm-up
+                    for k, v in update(args, task, buffer, modules, log_alpha, target_entropy, updates,
+                                       sample_rng, gan_on).items():      # A1.10-A1.14
+                        stats.setdefault(k, []).append(v)
+                books.tick(step, updates)                                # bookkeeping: progress bar
+                if not any_rank(running.any().item()) or step >= args.total_steps:  # A1.15: end the episode
+                    break
+            episode += 1
+            books.end_episode(episode, stats, episode_return)            # bookkeeping: log, NaN check, checkpoint
+        books.finish()                                                   # bookkeeping: the last checkpoint
+    return books.run, task
+
+
 def collect(args: Args, task: dict, buffer: ReplayBuffer, state: torch.Tensor, running: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A1.5-A1.8 for all environments at once: act (with the running normalisation statistics, as at
@@ -125,33 +170,7 @@ def update(args: Args, task: dict, buffer: ReplayBuffer, m: dict, log_alpha: tor
     batch = env.unpack(buffer.sample(args.batch_size, rng))          # A1.10: minibatch from D, states rebuilt
     amp = functools.partial(autocast, args, batch["state"].device)  # wraps forward passes only, as autocast asks
     out = update_rl(args, batch, m, log_alpha, target_entropy, updates, amp) if "critic" in m else {}  # A1.11, A1.12
-
-    # A1.13 and A1.14 act on the same new action: a~ = mu(s, p~), p~ reparameterised (E9), on replayed states
-    with amp():
-        dist, features = planner(batch["state"], *recurrent_inputs(batch))
-        action = actor(dist.rsample(), features).float()
-
-    # A1.13: (GAN tasks, after the warm-up) the discriminator by E18, real targets against the new action
-    discriminator = m.get("discriminator") if gan_on else None
-    if discriminator is not None:
-        with amp():
-            loss_discriminator = discriminator_loss(discriminator(batch["target"]), discriminator(action.detach()))  # E18
-        m["discriminator_opt"].zero_grad()
-        loss_discriminator.backward()
-        averaged(m["discriminator_opt"]).step()
-        out["disc_loss"] = loss_discriminator.detach()
-
-    # A1.14: planner and actor by J_Aux, E9 with the task's loss
-    with amp():
-        loss_aux, parts = env.auxiliary_loss(action, batch, discriminator)  # E9
-    m["planner_opt"].zero_grad()
-    m["actor_opt"].zero_grad()
-    loss_aux.backward()
-    averaged(m["planner_opt"]).step()
-    averaged(m["actor_opt"]).step()
-    out["aux_loss"] = loss_aux.detach()
-    out.update(parts)
-
+    out.update(update_auxiliary(batch, m, env, gan_on, amp))                                              # A1.13, A1.14
     if "reward_head" in m:  # adaptive stopping (ours, O3, not in Algorithm 1): its own loss on the same minibatch
         out["head_loss"] = update_reward_head(batch, m, amp)
     distributed.average_buffers(planner, actor, m.get("discriminator"))  # torchrun: batch norm's running statistics
@@ -205,6 +224,37 @@ def update_rl(args: Args, batch: dict, m: dict, log_alpha: torch.Tensor, target_
     return out
 
 
+def update_auxiliary(batch: dict, m: dict, env, gan_on: bool, amp) -> dict[str, torch.Tensor]:
+    """A1.13 and A1.14, on the same new action a~ = mu(s, p~), p~ reparameterised (E9), of the replayed states:
+    (GAN tasks, after the warm-up) the discriminator, then planner and actor by J_Aux."""
+    planner, actor, out = m["planner"], m["actor"], {}
+    with amp():
+        dist, features = planner(batch["state"], *recurrent_inputs(batch))
+        action = actor(dist.rsample(), features).float()
+
+    # A1.13: (GAN tasks, after the warm-up) the discriminator by E18, real targets against the new action
+    discriminator = m.get("discriminator") if gan_on else None
+    if discriminator is not None:
+        with amp():
+            loss_discriminator = discriminator_loss(discriminator(batch["target"]), discriminator(action.detach()))  # E18
+        m["discriminator_opt"].zero_grad()
+        loss_discriminator.backward()
+        averaged(m["discriminator_opt"]).step()
+        out["disc_loss"] = loss_discriminator.detach()
+
+    # A1.14: planner and actor by J_Aux, E9 with the task's loss
+    with amp():
+        loss_aux, parts = env.auxiliary_loss(action, batch, discriminator)  # E9
+    m["planner_opt"].zero_grad()
+    m["actor_opt"].zero_grad()
+    loss_aux.backward()
+    averaged(m["planner_opt"]).step()
+    averaged(m["actor_opt"]).step()
+    out["aux_loss"] = loss_aux.detach()
+    out.update(parts)
+    return out
+
+
 def decay_learning_rate(args: Args, modules: dict, step: int) -> None:
     """--set lr_decay=linear (ours, difference 48): the planner's and actor's learning rate falls from --lr to 0
     at --total-steps. A function of the step alone, so that a resumed run continues the same schedule."""
@@ -212,51 +262,6 @@ def decay_learning_rate(args: Args, modules: dict, step: int) -> None:
         for name in ("planner_opt", "actor_opt"):
             for group in modules[name].param_groups:
                 group["lr"] = args.lr * (1 - (step - 1) / args.total_steps)
-
-
-def train(args: Args, world: World = World()) -> tuple[str, dict]:
-    device = resolve_device(args.device, world.local_rank if world.size > 1 else None)
-    seed_everything(args.seed, args.deterministic)                       # every rank: the same networks
-    task = build(args, device)
-    env = task["env"]
-    distributed.sync_batch_norm(task, device)                            # torchrun on CUDA: batch statistics of all ranks
-    modules, log_alpha, target_entropy = initialise(args, task, device)   # A1.1: networks and optimisers
-    seed = distributed.share_networks(modules, log_alpha, task, args, world.rank, seed_everything)  # torchrun
-    buffer = ReplayBuffer(args.buffer_size, env.buffer_columns(args.image_size, task["plan_shape"]), device)  # A1.1: D
-    print(buffer.estimate)                                               # checked before allocating: refuses what won't fit
-    data_rng = torch.Generator().manual_seed(seed)
-    sample_rng = torch.Generator(device=device).manual_seed(seed)
-    generators = dict(data_rng=data_rng, sample_rng=sample_rng, **task.get("generators", {}))  # in checkpoints
-    books = Bookkeeper(args, world, task, device, modules, log_alpha, generators, buffer)  # bookkeeping
-    step, episode, updates = books.step, books.episode, books.updates   # 0, or where a resumed run stopped
-    ready = False                                                        # every rank's D holds learning_starts
-
-    with books.guard():                                                  # bookkeeping: Ctrl-C, kill, NaN
-        while step < args.total_steps:                                   # A1.2: for each episode
-            state = env.reset(task["train_data"].sample(args.num_envs, data_rng).to(device))  # A1.3: s_0
-            episode_return = torch.zeros(args.num_envs, device=device)
-            running = torch.ones(args.num_envs, dtype=torch.bool, device=device)
-            stats: dict[str, list[torch.Tensor]] = {}
-            for t in range(args.max_episode_steps):                      # A1.4: for t = 0 .. T_max - 1
-                next_state, reward, done = collect(args, task, buffer, state, running)  # A1.5-A1.8
-                episode_return += reward * running
-                running &= done == 0
-                state, step = next_state, step + 1
-                ready = ready or every_rank(buffer.size >= args.learning_starts)
-                if ready and step % args.update_every == 0:             # A1.9
-                    updates += 1
-                    decay_learning_rate(args, modules, step)             # --set lr_decay=linear (ours); off: constant
-                    gan_on = step >= args.gan_warmup * args.total_steps  # adversarial term after the warm-up
-                    for k, v in update(args, task, buffer, modules, log_alpha, target_entropy, updates,
-                                       sample_rng, gan_on).items():      # A1.10-A1.14
-                        stats.setdefault(k, []).append(v)
-                books.tick(step, updates)                                # bookkeeping: progress bar
-                if not any_rank(running.any().item()) or step >= args.total_steps:  # A1.15: end the episode
-                    break
-            episode += 1
-            books.end_episode(episode, stats, episode_return)            # bookkeeping: log, NaN check, checkpoint
-        books.finish()                                                   # bookkeeping: the last checkpoint
-    return books.run, task
 
 
 def main(argv: list[str] | None = None) -> None:

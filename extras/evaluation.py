@@ -22,7 +22,6 @@ from extras.video import save_gif
 from losses import psnr, warping_error
 
 
-
 def rollout_video(planner: torch.nn.Module, actor: torch.nn.Module, env, frames: torch.Tensor, steps: int
                   ) -> list[torch.Tensor]:
     """Frame after frame, each an episode of `steps` steps from its own s_0 (the frame): a list over
@@ -33,7 +32,6 @@ def rollout_video(planner: torch.nn.Module, actor: torch.nn.Module, env, frames:
     frame_hidden = [None] * steps if hasattr(actor, "frame_gru") else None  # m_k, one for each step index k
     per_frame = [rollout(planner, actor, env, frame[None], steps, frame_hidden) for frame in frames]
     return [torch.cat(states) for states in zip(*per_frame)]
-
 
 
 def evaluate_video(task: dict, frames: torch.Tensor, flows: torch.Tensor | None, valid: torch.Tensor | None,
@@ -73,7 +71,6 @@ def evaluate_video(task: dict, frames: torch.Tensor, flows: torch.Tensor | None,
     return table, files
 
 
-
 def metric_per_image(task_name: str, task: dict, images: torch.Tensor, states: list[torch.Tensor]
                      ) -> tuple[str, bool, torch.Tensor]:
     """Each task's headline metric of every state of a rollout, per image: (name, higher is better, values
@@ -93,7 +90,6 @@ def metric_per_image(task_name: str, task: dict, images: torch.Tensor, states: l
     if task_name == "digits":
         return "Dice", True, torch.stack([dice(s[:, 1:] > INK, images[:, :1] > INK) for s in states])
     return "Dice", True, true_label_dice(env.fields, task["test_data"].truth)
-
 
 
 def evaluate_stopping(task_name: str, task: dict, images: torch.Tensor, max_steps: int, rule: str,
@@ -126,12 +122,10 @@ def evaluate_stopping(task_name: str, task: dict, images: torch.Tensor, max_step
     return table, note
 
 
-
 COMPARE_METRICS = {"style": ("style loss", "content loss"), "video": ("style loss", "content loss"), "inpaint": ("PSNR hole", "SSIM hole"),
                    "photo": ("PSNR", "SSIM"), "digits": ("Dice", "Dice std"), "register": ("Dice", "folding %")}
 
 COMPARE_FLAGS = {"photo": ("init",), "digits": ("pair_mode",), "video": ("temporal_weight",), "register": ("pair_mode",)}  # task flags shown in the model column
-
 
 
 def compare(runs: list[str]) -> str:
@@ -151,7 +145,7 @@ def compare(runs: list[str]) -> str:
         with open(paths[1]) as f:
             table = list(csv.DictReader(f))
         label = f"{config['task']} --rl {config['rl']}, T_max {config['max_episode_steps']}"
-        label += "".join(f", --{k.replace('_', '-')} {config[k]}" for k in COMPARE_FLAGS.get(config["task"], ()))
+        label += "".join(f", {k}={config[k]}" for k in COMPARE_FLAGS.get(config["task"], ()))
         key = json.dumps({k: v for k, v in config.items() if k not in ("seed", "name", "run_dir", "resume", "progress")})
         tasks.add(config["task"])
         groups.setdefault(key, [label]).append(table)
@@ -168,7 +162,6 @@ def compare(runs: list[str]) -> str:
                 cells.append(f"{values.mean():.3f} ± {values.std(ddof=1):.3f}" if len(values) > 1 else f"{values[0]:.3f}")
             lines.append(f"| {label} | {k} | {len(tables)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
 
 
 def load_released_weights(module: torch.nn.Module, path: str) -> None:

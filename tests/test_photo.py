@@ -203,6 +203,6 @@ def test_train_and_evaluate_photo(tmp_path):
     assert grid.size[0] > 4 * 128  # source | step 1 | step 2 | target, shown at 128
     result = run_script("evaluate.py", "--compare", str(runs / "photo-seed1"), str(runs / "folder"))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "| photo --rl off, T_max 1, --init noise | 1 | 1 |" in result.stdout, result.stdout
+    assert "| photo --rl off, T_max 1, init=noise | 1 | 1 |" in result.stdout, result.stdout
     one_line_error(run_script("evaluate.py", "--checkpoint", str(runs / "photo-seed1" / "checkpoint.pt"),
                               "--image-size", "64", cwd=str(tmp_path)), "do not fit --image-size 64")
