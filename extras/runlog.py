@@ -22,6 +22,7 @@ from buffer import ReplayBuffer
 from config import Args, resolve_amp
 from data import DataError
 from extras import distributed
+from extras.cli import check
 
 
 class CheckpointError(Exception):
@@ -253,8 +254,6 @@ def print_config(args, run: str, device: torch.device, task: dict, world_size: i
 def merge_resumed_args(args: Args, given: dict, world) -> Args:
     """--resume: the saved run's settings, with the flags given on top, checked as a new run's are; a flag that
     would change the networks' shapes is refused. Everything in one line, before anything is built."""
-    from extras.cli import check  # the settings' checks (it imports config, as this file does)
-
     path = resume_path(args.resume)
     state = read_checkpoint(path)
     saved = saved_args(state, path)
