@@ -6,19 +6,15 @@ compactly: `uint8` quantises values from a known range [low, high] to 256 levels
 value instead of 4), `float16` halves the size; they come back as float32. What is stored of a
 transition is the environment's choice (env.pack: no second copy of what can be rebuilt).
 
-Before allocating, the buffer checks that it fits: `capacity` times the bytes of one transition
-must stay under 90 % of the memory available on its device, or it refuses with BufferTooLarge.
+Before allocating, the buffer checks that it fits in the memory available on its device
+(extras/memory.py).
 """
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import torch
-
-GiB = 2 ** 30
-
 
 @dataclass
 class Column:
@@ -30,50 +26,17 @@ class Column:
     high: float | torch.Tensor = 1.0
 
 
-class BufferTooLarge(Exception):
-    """The replay buffer asked for would not fit in the memory available."""
-
-
 def transition_bytes(fields: dict[str, Column]) -> int:
     """Bytes one stored transition takes."""
     return sum(math.prod(f.shape) * torch.empty((), dtype=f.dtype).element_size() for f in fields.values())
-
-
-def available_memory(device: torch.device) -> int | None:
-    """Bytes free for a new allocation: free GPU memory, or the OS's MemAvailable (None if unknown)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:  # Linux
-            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
-        pass
-    try:  # other Unix systems
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def memory_estimate(capacity: int, fields: dict[str, Column], device: torch.device | str = "cpu") -> str:
-    """One line for the start of a run: the size of one transition, of the whole buffer and what is free.
-    Raises BufferTooLarge when the buffer would take more than 90 % of the free memory."""
-    device = torch.device(device)
-    per, free = transition_bytes(fields), available_memory(device)
-    need = capacity * per
-    line = f"replay buffer: {per / 1024:.1f} KiB per transition x {capacity:,} = {need / GiB:.2f} GiB on {device.type}"
-    if free is None:
-        return line + " (free memory unknown)"
-    if need > 0.9 * free:
-        raise BufferTooLarge(f"--buffer-size {capacity:,}: the replay buffer needs {need / GiB:.1f} GiB "
-                                f"({per / 1024:.1f} KiB per transition) but only {free / GiB:.1f} GiB of {device.type} "
-                                f"memory is free; lower --buffer-size (at most about {int(0.9 * free / per):,} fit)")
-    return line + f" ({free / GiB:.1f} GiB free)"
 
 
 class ReplayBuffer:
     """Ring buffer of `capacity` transitions; `add` takes a dict of (N, *shape) tensors."""
 
     def __init__(self, capacity: int, fields: dict[str, Column], device: torch.device | str = "cpu") -> None:
+        from extras.memory import memory_estimate  # (it imports this file)
+
         self.estimate = memory_estimate(capacity, fields, device)  # raises, before allocating, if it would not fit
         self.capacity, self.fields, self.device = capacity, fields, torch.device(device)
         self.storage = {name: torch.zeros((capacity, *f.shape), dtype=f.dtype, device=self.device)

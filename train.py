@@ -40,7 +40,7 @@ import sys
 import numpy as np
 import torch
 
-from buffer import BufferTooLarge, ReplayBuffer
+from buffer import ReplayBuffer
 from config import Args, resolve_amp, resolve_device
 from extras.cli import parse_args
 from critic import target_copy
@@ -48,6 +48,7 @@ from data import DataError
 from planner import recurrent_inputs
 from extras import distributed
 from extras.distributed import World, any_rank, averaged, every_rank
+from extras.memory import BufferTooLarge
 from extras.report import final_report
 from extras.runlog import Bookkeeper, CheckpointError, NonFiniteLoss, merge_resumed_args
 from extras.stopping import update_reward_head

@@ -12,7 +12,7 @@ import re
 
 import torch
 
-from buffer import GiB, available_memory
+from extras.memory import GiB, available_memory
 from config import Args, resolve_device
 from tasks import PRESETS, STATE_CHANNELS
 

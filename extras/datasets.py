@@ -133,3 +133,15 @@ def builtin_digits() -> tuple[np.ndarray, np.ndarray]:
     path = os.path.join(spec.submodule_search_locations[0], "data", "data", "mnist_5k.csv.gz")
     table = np.loadtxt(path, delimiter=",", dtype=np.int64)  # 785 columns: 784 pixels, then the label
     return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1]
+
+
+def random_affine(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random affine copies of (N, H, W) images: rotation +-30 degrees, scale 0.9-1.1, shift +-2 px."""
+    n, h, w = images.shape
+    u = torch.rand(n, 4, generator=generator) * 2 - 1                       # (N, 4) in [-1, 1]
+    angle, scale = u[:, 0] * np.pi / 6, 1 + 0.1 * u[:, 1]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    shift = u[:, 2:] * 2 * 2 / torch.tensor([w - 1, h - 1])                 # 2 px in normalised units
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, (n, 1, h, w), align_corners=True)           # (N, H, W, 2)
+    return F.grid_sample(images[:, None], grid, align_corners=True)[:, 0]

@@ -1,25 +1,65 @@
-"""The evaluation modes of evaluate.py beyond the held-out table and grid: a video frame after frame
-(`--video`), adaptive stopping (`--stop`), several runs' tables over seeds (`--compare`) and the authors'
-released style weights (`--planner-weights`, `--actor-weights`). evaluate.py's `rollout` takes the steps.
+"""The evaluation modes of evaluate.py beyond the held-out table and grid: one photo of the user's (`--image`), a
+video frame after frame (`--video`), adaptive stopping (`--stop`), several runs' tables over seeds (`--compare`)
+and the authors' released style weights (`--planner-weights`, `--actor-weights`). evaluate.py's `rollout` takes the steps.
 """
 from __future__ import annotations
 
 import csv
 import functools
 import os
+import sys
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from config import Args
-from data import DataError
-from vgg import denormalize
-from evaluate import (evaluate_register, held_out, kmeans_label_dice, print_table, rollout, save_grid,
-                      true_label_dice, write_csv)
-from extras.runlog import read_checkpoint, saved_args
-from extras.video import save_gif
-from losses import psnr, warping_error
+from config import Args, resolve_device
+from data import DataError, load_image
+from tasks import build
+from vgg import VGGError, denormalize
+from evaluate import EVALUATE, evaluate_register, held_out, rollout, ssim_to
+from extras.cli import parse_evaluate_args
+from extras.figures import print_table, save_grid, write_csv
+from extras.registration import kmeans_label_dice, true_label_dice
+from extras.runlog import CheckpointError, read_checkpoint, saved_args
+from extras.video import read_clip, save_gif
+from losses import STYLE_LAYERS, psnr, warping_error
+
+
+def stylise_photo(task: dict, photo: torch.Tensor, name: str, steps: list[int], size: int, out: str
+                  ) -> tuple[list[dict], list[str]]:
+    """--image: one photo (3, H, W) in [0, 1] through k steps. Its short side is resized to `size` (both
+    sides then cropped to a multiple of 4, as the plan is H/4 x W/4); writes one PNG per step k
+    (`NAME_step<k>.png`) and the strip input | step k... | style (`NAME_steps.png`). Returns the per-step table
+    and the files written."""
+    from data import crop_to_multiple, resize_short_side
+
+    photo = resize_short_side(photo, size)                      # (3, H', W'), short side `size`
+    device = next(task["planner"].parameters()).device
+    photo = photo[None, :, *crop_to_multiple(*photo.shape[1:])].clamp(0, 1).to(device)  # (1, 3, H, W), H, W: 4k
+    h, w = photo.shape[-2:]
+    env = task["env"]
+    states = rollout(task["planner"], task["actor"], env, photo, max(steps))
+    table, files = [], []
+    stem = os.path.join(out, os.path.splitext(os.path.basename(name))[0])
+    for k in [0, *steps]:
+        m = env.metrics(states[k], states[0])
+        table.append({"step": k, "content loss": m["content_loss"].item(), "style loss": m["style_loss"].item(),
+                      "SSIM to content": ssim_to(denormalize(states[k]), photo).item(),
+                      **{f"style {name}": m[f"style_{name}"].item() for name in STYLE_LAYERS}})  # the CSV only
+    for k in steps:
+        image = (denormalize(states[k])[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        files.append(f"{stem}_step{k}.png")
+        Image.fromarray(image).save(files[-1])
+    style = task["style"][None]                                  # (1, 3, S, S), shown at the photo's size
+    style = F.interpolate(style, scale_factor=max(h, w) / style.shape[-1], mode="bilinear", align_corners=False)
+    top, left = (style.shape[2] - h) // 2, (style.shape[3] - w) // 2
+    files.append(f"{stem}_steps.png")
+    save_grid([[photo[0].cpu(), *[denormalize(states[k])[0].cpu() for k in steps],
+                style[0, :, top:top + h, left:left + w].cpu()]], files[-1],
+              ["input", *[f"step {k}" for k in steps], "style"])
+    return table, files
 
 
 def rollout_video(planner: torch.nn.Module, actor: torch.nn.Module, env, frames: torch.Tensor, steps: int
@@ -298,3 +338,53 @@ def with_baseline(task: dict, state: dict, args: Args, baseline: str, images: to
     table = [{"model": label(state["args"]), **r} for r in table] + \
         [{"model": label(base["args"]), **r} for r in evaluate(task, images, steps, baseline_grid)]
     return table, f"{grid} and {baseline_grid}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python evaluate.py`: the command line (extras/cli.py), then the mode it asks for."""
+    opts, threshold = parse_evaluate_args(argv)  # the command line and its checks: extras/cli.py
+    try:
+        if opts.compare:
+            print(compare(opts.compare))
+            return
+        state, args = run_settings(opts)  # the checkpoint's Args (or the released weights'), checked
+        photo_size = opts.image_size or args.image_size  # --image: the photo's short side
+        photo = load_image(opts.image) if opts.image else None  # a bad file fails here, before the networks load
+        clip = read_clip(opts.video, photo_size) if opts.video else None  # ... and a bad video
+        if not opts.image:
+            args.image_size = photo_size
+        device = resolve_device(opts.device)
+        task = build(args, device)
+        load_weights(task, state, opts, args.image_size)
+        out = opts.out or (os.path.join(os.path.dirname(opts.checkpoint), "evaluate") if opts.checkpoint else "eval")
+        os.makedirs(out, exist_ok=True)
+        steps = sorted(set(opts.steps))
+        if opts.image:
+            table, files = stylise_photo(task, photo, opts.image, steps, photo_size, out)
+            print(f"{opts.image}: short side {photo_size}, plan mean")
+            files.append(os.path.join(out, os.path.splitext(os.path.basename(opts.image))[0] + "_steps.csv"))
+            print_table(table, files[-1])
+            print(f"wrote {', '.join(files)}")
+            return
+        if clip is not None:
+            video_mode(task, clip, steps, out, opts.video)
+            return
+        if opts.stop:
+            stopping_mode(task, args, opts, threshold, out, device)
+            return
+        if opts.pair:
+            images, evaluate, what = pair_mode(opts.pair, args, device)
+        else:
+            images, evaluate = held_out(args.task, task["test_data"], opts.num_images).to(device), EVALUATE[args.task]
+            what = f"held-out images: {len(images)}"
+        grid = os.path.join(out, "eval_grid.png")
+        table = evaluate(task, images, steps, grid)
+        if opts.baseline:  # another run's networks on the same images
+            table, grid = with_baseline(task, state, args, opts.baseline, images, steps, evaluate, table,
+                                                   out, grid)
+    except (DataError, VGGError, CheckpointError) as e:
+        sys.exit(f"error: {e}")
+    source = f"VGG-16 weights: {task['vgg'].source}; " if "vgg" in task else ""
+    print(f"{source}{what} at {args.image_size}x{args.image_size}, plan mean")
+    print_table(table, os.path.join(out, "eval.csv"))  # the whole table, layer by layer for style
+    print(f"grid: {grid}; the table: {os.path.join(out, 'eval.csv')}")

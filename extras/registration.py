@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from data import DataError
-from losses import compose, kmeans_labels, synthetic_flow, warp, warp_labels
+from losses import compose, kmeans_labels, label_dice, synthetic_flow, warp, warp_labels
 
 OASIS_FILES = ("slice_norm.nii.gz", "slice_seg24.nii.gz")
 NOISE = 0.02  # std of the scanner noise of the built-in images (atlas and subjects)
@@ -226,3 +226,17 @@ def read_pair(fixed: str, moving: str, size: int, classes: int) -> tuple[torch.T
     images = torch.stack([fixed_image, moving_image])                         # (2, 1, S, S)
     pair = torch.cat([*images, *kmeans_labels(images, classes).float()])[None]
     return pair, {"fixed_labels": fixed_labels[None], "moving_labels": moving_labels[None], "field": None}
+
+
+def true_label_dice(fields: list[torch.Tensor], truth: dict) -> torch.Tensor:
+    """Dice of the moving image's true labels warped by each field Omega_k against the fixed image's, mean over
+    the fixed image's labels but the background (E33's mean_dice): (K + 1, N)."""
+    device = fields[0].device
+    fixed_labels, moving_labels = truth["fixed_labels"].to(device), truth["moving_labels"].to(device)
+    return torch.stack([label_dice(moving_labels, fixed_labels, field) for field in fields])
+
+
+def kmeans_label_dice(fields: list[torch.Tensor], pairs: torch.Tensor, classes: int) -> torch.Tensor:
+    """The same of the reward's k-means labels (channels 2, 3 of the pairs): E33's Dice / 10, (K + 1, N)."""
+    kmeans = pairs[:, 2:4].long()
+    return torch.stack([label_dice(kmeans[:, 1:], kmeans[:, :1], field, classes) for field in fields])

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from data import (IMAGE_EXTENSIONS, DataError, builtin_photo, crop_to_multiple, load_image, resize_short_side,
-                  to_rgb_array)
+from data import builtin_photo, crop_to_multiple, resize_short_side
+from extras.image_files import IMAGE_EXTENSIONS, DataError, load_image, to_rgb_array
 from losses import visible
 
 FLO_MAGIC = 202021.25  # the first four bytes of every .flo file, as a float32

@@ -4,7 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from data import ContentImages, DataError, list_images, load_image, load_style_image
+from data import ContentImages, load_style_image
+from extras.image_files import DataError, list_images, load_image
 from extras.datasets import make_style_image
 
 

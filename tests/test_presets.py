@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import train
-from buffer import BufferTooLarge, ReplayBuffer, memory_estimate, transition_bytes
+from buffer import ReplayBuffer, transition_bytes
+from extras.memory import BufferTooLarge, memory_estimate
 from config import Args
 from tasks import PRESETS, build
 

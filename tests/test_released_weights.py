@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from conftest import ROOT, run_script
-from vgg import hed_weights_path, torchvision_weights_path
+from extras.vgg_weights import hed_weights_path, torchvision_weights_path
 
 RELEASED = os.path.join(os.path.dirname(ROOT), "shared", "released")
 pytestmark = [

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from buffer import ReplayBuffer, BufferTooLarge, memory_estimate, transition_bytes
+from buffer import ReplayBuffer, transition_bytes
+from extras.memory import BufferTooLarge, memory_estimate
 from conftest import run_script
 from env import InpaintEnv, PhotoEnv, RegistrationEnv, StyleEnv
 from test_inpaint import TINY as TINY_INPAINT

