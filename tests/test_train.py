@@ -133,3 +133,10 @@ def test_an_evaluation_every_n_updates_writes_the_curve_and_leaves_training_as_i
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert drop(read_progress(tmp_path / "plain")) == drop(read_progress(tmp_path / "curve"))
     assert (tmp_path / "curve" / "curve_grid.png").is_file()
+    result = run_script(os.path.join("docs", "style_curve.py"), str(tmp_path / "curve"), "--out", str(tmp_path / "c.png"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = [line.split() for line in result.stdout.splitlines() if line.strip()[:1].isdigit()]
+    final = {r["step"]: r for r in rows if r["updates"] == "6"}  # the curve's last point, step T = 2 over step 0
+    assert [int(r[0]) for r in printed] == [3, 6]
+    assert float(printed[-1][1]) == pytest.approx(float(final["2"]["style loss"]) / float(final["0"]["style loss"]), abs=1e-3)
+    assert (tmp_path / "c.png").is_file()
