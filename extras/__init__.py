@@ -6,5 +6,6 @@
 stopping, the paper's future work), `memory` (will the replay buffer fit?), `image_files` (reading user images
 safely), `vgg_weights` (VGG-16 weight files), `datasets` (the built-in data's generators, MNIST's idx files),
 `video` (frames, optical flow files, the built-in clip), `registration` (the phantom heads and 2-D OASIS slices),
-`benchmark` (throughput, memory and network sizes: `python -m extras.benchmark`).
+`benchmark` (throughput, memory and network sizes: `python -m extras.benchmark`), `pretrained` (a style run's
+planner and actor as a small file that ships: `python -m extras.pretrained`).
 """
