@@ -69,11 +69,14 @@ def main() -> None:
     for axis, title in zip(axes, ("E13 at steps 1 and T / photo's", "texture layers at step T / photo's",
                                   "SSIM to the photo at step T")):
         axis.set_xscale("log")
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # labels at powers of ten only
         axis.set_xlabel("updates")
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=7)
-    axes[1].axhline(1.0, color="grey", linewidth=0.8)
+    for axis in axes[:2]:  # ratios: the one-step model's re-applied steps can be 10 times the photo's
+        axis.set_yscale("log")
+        axis.axhline(1.0, color="grey", linewidth=0.8)
     figure.tight_layout()
     figure.savefig(opts.out, dpi=80)
     print(f"wrote {opts.out}")
