@@ -20,6 +20,8 @@ import torch
 from config import Args
 from data import DataError
 from evaluate import EVALUATE, held_out
+from extras.evaluation import load_networks
+from extras.figures import print_table
 from extras.runlog import CheckpointError, atomic_file, read_checkpoint, saved_args
 from tasks import build
 from vgg import VGGError
@@ -35,14 +37,14 @@ def held_out_table(state: dict, steps: list[int], grid: str) -> tuple[list[dict]
     on the CPU, and the VGG-16 weights its losses used (the run's choice)."""
     args = Args(**saved_args(state, "the checkpoint", to_resume=False))
     task = build(args, torch.device("cpu"))
-    task["planner"].load_state_dict(state["planner"])
-    task["actor"].load_state_dict(state["actor"])
+    load_networks(task, state, "the checkpoint", args.image_size)
     images = held_out(args.task, task["test_data"])
     return EVALUATE[args.task](task, images, steps, grid), task["vgg"].source
 
 
-def export(run: str, path: str, steps: list[int]) -> list[dict]:
-    """Write the planner, actor and settings of `run` with their held-out table to `path`; returns the table."""
+def export(run: str, path: str, steps: list[int]) -> tuple[list[dict], str]:
+    """Write the planner, actor and settings of `run` with their held-out table to `path`; returns the table and
+    the grid of the held-out photos it wrote into the run's folder."""
     checkpoint = os.path.join(run, "checkpoint.pt") if os.path.isdir(run) else run
     if not os.path.isfile(checkpoint):
         raise DataError(f"{run}: no checkpoint.pt (give a run folder of train.py or its checkpoint file)")
@@ -59,7 +61,7 @@ def export(run: str, path: str, steps: list[int]) -> list[dict]:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with atomic_file(path, "wb") as f:
         f.write(buffer.getvalue())
-    return small["table"]
+    return small["table"], grid
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,14 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     if min(opts.steps) < 1:
         parser.error("--steps must be positive")
     try:
-        table = export(opts.run, opts.out, sorted(set(opts.steps)))
+        table, grid = export(opts.run, opts.out, sorted(set(opts.steps)))
     except (DataError, VGGError, CheckpointError) as e:
         sys.exit(f"error: {e}")
-    from extras.figures import print_table
-
     print_table(table)
-    run = opts.run if os.path.isdir(opts.run) else os.path.dirname(opts.run)
-    print(f"wrote {opts.out} ({os.path.getsize(opts.out) / 2**20:.2f} MB) and {os.path.join(run, 'pretrained_grid.png')}")
+    print(f"wrote {opts.out} ({os.path.getsize(opts.out) / 2**20:.2f} MB) and {grid}")
 
 
 if __name__ == "__main__":
