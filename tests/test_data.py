@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from data import ContentImages, load_style_image
+from data import ContentImages, center_crop, load_style_image
 from extras.image_files import DataError, list_images, load_image
 from extras.datasets import make_style_image
 
@@ -61,5 +61,20 @@ def test_builtin_data():
     crops = ContentImages(None, "train", 32).sample(2, torch.Generator().manual_seed(0))
     assert crops.shape == (2, 3, 32, 32) and crops.std() > 0.05
     style = load_style_image(None, 48)
-    assert style.shape == (3, 48, 48) and torch.equal(style, make_style_image(48))
+    assert style.shape == (3, 48, 48) and torch.allclose(style, center_crop(make_style_image(512), 48))
     assert style.std() > 0.1  # a bold image, not a flat one
+
+
+def high_frequency_share(image: torch.Tensor) -> float:
+    """The share of a grey image's spectral energy above a quarter of the sampling rate (either axis)."""
+    grey = image.mean(0)
+    power = torch.fft.fft2(grey - grey.mean()).abs() ** 2
+    fy, fx = torch.fft.fftfreq(grey.shape[0]).abs(), torch.fft.fftfreq(grey.shape[1]).abs()
+    high = torch.maximum(fy[:, None], fx[None, :]) >= 0.25
+    return (power[high].sum() / power.sum()).item()
+
+
+def test_builtin_style_is_not_aliased():
+    """At 64 px the built-in style keeps its bands, not the pixel-wide stripes of the strokes drawn at 64 px."""
+    assert high_frequency_share(make_style_image(64)) > 0.2           # drawn at 64 px: aliased
+    assert high_frequency_share(load_style_image(None, 64)) < 0.1     # drawn at 512, resized
