@@ -184,20 +184,12 @@ class FaceImages(JitteredImages):
         return image
 
 
-BUILTIN_STYLE_SIZE = 512  # the built-in style is drawn at this size, then resized like a user's image
-
-
 def load_style_image(path: str | None, size: int) -> torch.Tensor:
-    """The user's style image (or the built-in `swirls`), resized and centre-cropped: (3, S, S).
-
-    The built-in image is drawn at 512 px (or S, if larger) and resized with antialiasing. Drawn at 64 px
-    directly, its strokes alias into pixel-wide stripes (28 % of the energy above a quarter of the
-    sampling rate, against 5 % resized), which the style loss then asks the actor to paint.
-    """
+    """The user's style image (or the built-in `swirls`, drawn at 512 px), resized and centre-cropped: (3, S, S)."""
     if path is None:
         from extras.datasets import make_style_image  # the generator of the built-in data (it imports this file)
 
-        return center_crop(make_style_image(max(size, BUILTIN_STYLE_SIZE)), size).clamp(0, 1)
+        return center_crop(make_style_image(max(size, 512)), size).clamp(0, 1)  # drawn at 64 px, the strokes alias
     return center_crop(load_image(path), size).clamp(0, 1)
 
 
