@@ -21,6 +21,7 @@ def make_style_image(size: int = 256) -> torch.Tensor:
 
     Long curved strokes (a sine pattern along a swirling flow field) coloured from a
     night-sky palette of deep blue, turquoise, yellow and orange. Returns (3, size, size) in [0, 1].
+    One sample a pixel: at small sizes the strokes alias, so `data.load_style_image` draws it at 512 px and resizes.
     """
     y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
     swirl = np.arctan2(y - 0.2, x + 0.3) * 3 + 6 * np.hypot(x + 0.3, y - 0.2)
