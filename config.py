@@ -96,6 +96,8 @@ class Args:
     step_size: float = arg(0.0, "with --transition residual: eps > 0 bounds each step, s_t+1 = s_t + eps tanh(a_t), in "
                                 "ImageNet-normalised units (1 = 0.23 of the pixel range; ours, O2); 0: unbounded", STYLE,
                            flag=True)
+    style_layers: str = arg("1,1,1,1", "w_l, the weights of E13's layers relu1_2,relu2_2,relu3_3,relu4_3 in the reward "
+                                       "and J_Aux (paper: 1,1,1,1; evaluation always reports E13 unweighted)", STYLE)
     tv_weight: float = arg(1e-7, "beta, weight of J_Aux's total variation L_TV (E14, paper: 1e-7)", STYLE)
     temporal_weight: float = arg(100.0, "zeta, weight of the compound temporal term L_CT of J_Aux (E31, authors: 1e2; "
                                         "0: the video model without it)", ("video",), flag=True)

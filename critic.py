@@ -22,8 +22,7 @@ import torch.nn as nn
 
 def down(c_in: int, c_out: int) -> nn.Sequential:
     """4x4 stride-2 conv, instance norm, LeakyReLU 0.2: halves the resolution."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, 1), nn.InstanceNorm2d(c_out, affine=True),
-                         nn.LeakyReLU(0.2))
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, 1), nn.InstanceNorm2d(c_out, affine=True), nn.LeakyReLU(0.2))
 
 
 class QNetwork(nn.Module):
@@ -63,8 +62,7 @@ class QNetwork(nn.Module):
 class Critic(nn.Module):
     """Twin Q-functions. `forward` returns (Q_theta1(s, p), Q_theta2(s, p)), each (B,)."""
 
-    def __init__(self, state_channels: int, image_size: int, plan_shape: tuple[int, ...],
-                 width: int = 32) -> None:
+    def __init__(self, state_channels: int, image_size: int, plan_shape: tuple[int, ...], width: int = 32) -> None:
         super().__init__()
         self.q1 = QNetwork(state_channels, image_size, plan_shape, width)
         self.q2 = QNetwork(state_channels, image_size, plan_shape, width)

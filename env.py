@@ -38,9 +38,9 @@ class StyleEnv:
     """
 
     def __init__(self, vgg: VGG16, style: torch.Tensor, reward_scale: float = 1e6, style_weight: float = 1e5,
-                 tv_weight: float = 1e-7, residual: bool = False, step_size: float = 0.0) -> None:
+                 tv_weight: float = 1e-7, residual: bool = False, step_size: float = 0.0, layer_weights=(1, 1, 1, 1)) -> None:
         self.vgg, self.reward_scale, self.residual, self.step_size = vgg, reward_scale, residual, step_size
-        self.style_weight, self.tv_weight = style_weight, tv_weight
+        self.style_weight, self.tv_weight, self.layer_weights = style_weight, tv_weight, layer_weights  # E14, w_l: E13
         with torch.no_grad():
             features = vgg(normalize(style[None]))  # style: (3, H, W) in [0, 1]
             self.style_grams = {n: gram_matrix(getattr(features, n)) for n in STYLE_LAYERS}  # (1, C, C)
@@ -70,7 +70,7 @@ class StyleEnv:
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         self.state = normalize(denormalize(self.next_image(self.state, action)))  # E10, O1 or O2; valid pixels
-        reward = -self.reward_scale * style_loss(self.vgg(self.state), self.style_grams)  # E11, (N,)
+        reward = -self.reward_scale * style_loss(self.vgg(self.state), self.style_grams, self.layer_weights)  # E11
         done = torch.zeros_like(reward)  # the style task has no terminal state
         return self.state, reward, done
 
@@ -94,7 +94,7 @@ class StyleEnv:
             content_features = self.vgg(batch["content"], last="relu2_2")
         image = self.next_image(batch["state"], action)
         return auxiliary_loss_style(image, self.vgg(image), content_features, self.style_grams,
-                                    self.style_weight, self.tv_weight)
+                                    self.style_weight, self.tv_weight, self.layer_weights)
 
     @torch.no_grad()
     def metrics(self, image: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -115,8 +115,8 @@ class VideoEnv(StyleEnv):
     def __init__(self, vgg: VGG16, style: torch.Tensor, planner: torch.nn.Module, actor: torch.nn.Module,
                  reward_scale: float = 1e6, style_weight: float = 1e5, tv_weight: float = 1e-7,
                  temporal_weight: float = 100.0, noise: float = 1e-3, seed: int = 0, device: torch.device | str = "cpu",
-                 residual: bool = False, step_size: float = 0.0) -> None:
-        super().__init__(vgg, style, reward_scale, style_weight, tv_weight, residual, step_size)
+                 residual: bool = False, step_size: float = 0.0, layer_weights: tuple = (1, 1, 1, 1)) -> None:
+        super().__init__(vgg, style, reward_scale, style_weight, tv_weight, residual, step_size, layer_weights)
         self.planner, self.actor = planner, actor
         self.temporal_weight, self.noise = temporal_weight, noise
         self.generator = torch.Generator(device).manual_seed(seed)  # the synthetic flows and noise; checkpointed

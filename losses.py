@@ -78,9 +78,9 @@ def style_terms(features: VGGFeatures, style_grams: dict[str, torch.Tensor]) -> 
             for name in STYLE_LAYERS}
 
 
-def style_loss(features: VGGFeatures, style_grams: dict[str, torch.Tensor]) -> torch.Tensor:
-    """E13: L_ST = sum_l MSE(Gram(phi_l(x)), Gram(phi_l(style))) per sample: (B,)."""
-    return sum(style_terms(features, style_grams).values())  # E13
+def style_loss(features: VGGFeatures, style_grams: dict[str, torch.Tensor], weights: tuple = (1, 1, 1, 1)) -> torch.Tensor:
+    """E13: L_ST = sum_l w_l MSE(Gram(phi_l(x)), Gram(phi_l(style))) per sample: (B,); the paper's w_l = 1."""
+    return sum(w * t for w, t in zip(weights, style_terms(features, style_grams).values()))  # E13
 
 
 def content_loss(features: VGGFeatures, content_features: VGGFeatures) -> torch.Tensor:
@@ -97,12 +97,12 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
 
 
 def auxiliary_loss_style(action: torch.Tensor, action_features: VGGFeatures, content_features: VGGFeatures,
-                         style_grams: dict[str, torch.Tensor], style_weight: float, tv_weight: float
-                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """E14: J_Aux = L_CO + lambda L_ST + beta L_TV, averaged over the batch; also the parts (E13 layer by layer)."""
+                         style_grams: dict[str, torch.Tensor], style_weight: float, tv_weight: float,
+                         layer_weights: tuple = (1, 1, 1, 1)) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """E14: J_Aux = L_CO + lambda L_ST (layers weighted by w_l) + beta L_TV, over the batch; and its parts."""
     l_co = content_loss(action_features, content_features).mean()  # E12
     terms = {name: term.mean() for name, term in style_terms(action_features, style_grams).items()}
-    l_st = sum(terms.values())  # E13
+    l_st = sum(w * t for w, t in zip(layer_weights, terms.values()))  # E13
     l_tv = total_variation(action).mean()
     loss = l_co + style_weight * l_st + tv_weight * l_tv  # E14
     return loss, {"content": l_co.detach(), "style": l_st.detach(), "tv": l_tv.detach(),

@@ -18,8 +18,7 @@ from torch.distributions import Normal
 LOG_VAR_MIN, LOG_VAR_MAX = -10.0, 2.0  # E2's box (lmin, lmax) in the authors' code
 
 
-def squash_log_variance(u: torch.Tensor, lmin: float = LOG_VAR_MIN,
-                        lmax: float = LOG_VAR_MAX) -> torch.Tensor:
+def squash_log_variance(u: torch.Tensor, lmin: float = LOG_VAR_MIN, lmax: float = LOG_VAR_MAX) -> torch.Tensor:
     # E2: log sigma^2 = lmin + (lmax - lmin) * (tanh(u) + 1) / 2
     return lmin + (lmax - lmin) * (torch.tanh(u) + 1) / 2
 
@@ -60,8 +59,7 @@ class ConvLayer(nn.Module):
     The conv is stored as `.conv2d` so the authors' released style weights load unchanged.
     """
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1,
-                 upsample: int | None = None) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, upsample: int | None = None) -> None:
         super().__init__()
         self.upsample = upsample
         self.pad = nn.ReflectionPad2d(kernel // 2)

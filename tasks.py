@@ -106,7 +106,8 @@ def build(args, device: torch.device) -> dict:
         vgg = load_vgg16(args.vgg, args.vgg_weights or None).to(device)
         style = load_style_image(args.style_image or None, args.style_size or size).to(device)
         planner, actor = networks(args)  # after the VGG, as before: the seeded initialisation is unchanged
-        options = dict(residual=args.transition == "residual", step_size=args.step_size)  # O1, O2
+        options = dict(residual=args.transition == "residual", step_size=args.step_size,  # O1, O2
+                       layer_weights=tuple(float(w) for w in args.style_layers.split(",")))
         if args.task == "style":
             env = StyleEnv(vgg, style, args.reward_scale, args.style_weight, args.tv_weight, **options)
         else:  # the temporal term (E31) runs the networks on a synthetic next frame

@@ -175,6 +175,12 @@ def check(args: Args, given: dict, error) -> None:
         error(f"--image-size {args.image_size}: must be a multiple of 4 (the plan is H/4 x W/4)")
     if args.step_size > 0 and args.transition != "residual":
         error(f"--step-size {args.step_size}: bounds only --transition residual")
+    try:
+        weights = [float(w) for w in args.style_layers.split(",")]
+    except ValueError:
+        weights = []
+    if len(weights) != 4 or not all(math.isfinite(w) and w >= 0 for w in weights) or not any(weights):
+        error(f"--set style_layers={args.style_layers}: give 4 numbers, at least 0, not all 0, e.g. 1,1,1,1")
     if args.style_size and args.style_size < 16:
         error(f"--set style_size={args.style_size}: must be at least 16 (or 0: the image size)")
     if args.task == "register" and args.pair_mode not in ("atlas", "subject"):

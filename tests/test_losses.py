@@ -121,6 +121,18 @@ def test_the_parts_report_e13_layer_by_layer():
     assert parts["content"].item() == 1.0
 
 
+def test_layer_weights_weigh_e13_in_the_loss_not_in_its_parts():
+    """The same terms 1, 16, 81, 256 with w = (0.5, 1, 2, 0): L_ST = 0.5 + 16 + 162 = 178.5; the parts stay
+    E13's unweighted terms, and style_loss (the reward's) weighs like J_Aux."""
+    f = features(*[torch.full((1, 1, 1, 1), float(v)) for v in (1, 2, 3, 4)])
+    grams = {n: torch.zeros(1, 1, 1) for n in f._fields}
+    image, content = torch.zeros(1, 1, 2, 2), features(None, torch.full((1, 1, 1, 1), 2.0), None, None)
+    loss, parts = auxiliary_loss_style(image, f, content, grams, 2.0, 0.0, layer_weights=(0.5, 1, 2, 0))
+    assert loss.item() == pytest.approx(2 * 178.5) and parts["style"].item() == pytest.approx(178.5)
+    assert [parts[f"style_{n}"].item() for n in f._fields] == [1, 16, 81, 256]
+    assert style_loss(f, grams, (0.5, 1, 2, 0)).item() == pytest.approx(178.5)
+
+
 def test_kl_to_standard_normal_matches_torch():
     from torch.distributions import Normal, kl_divergence
 

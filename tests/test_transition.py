@@ -114,6 +114,8 @@ def test_step_size_and_the_settings_are_checked_in_one_line():
     one_line_error(run_script("train.py", "--task", "style", "--transition", "paper", "--step-size", "0.5"),
                    "--step-size 0.5")
     one_line_error(run_script("train.py", "--task", "style", "--set", "style_size=8"), "style_size=8")
+    for weights in ("1,1,1", "1,x,1,1", "1,-1,1,1", "0,0,0,0"):  # E13's four layer weights
+        one_line_error(run_script("train.py", "--task", "style", "--set", f"style_layers={weights}"), "style_layers")
     one_line_error(run_script("train.py", "--task", "style", "--set", "no_such=1"), "--set no_such=1")
     one_line_error(run_script("train.py", "--task", "style", "--set", "lr=1"), "has a flag of its own, --lr")
     one_line_error(run_script("train.py", "--task", "style", "--set", "gamma=high"), "gamma takes float")
